@@ -1,0 +1,161 @@
+//! What each CLI command does. `serve`, `check` and `plugin run` work on local
+//! files; `send`, `deliveries` and `replay` talk to a running weir over HTTP.
+
+mod remote;
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::cli::{Command, PluginCommand};
+use crate::config::{Config, PluginLimits};
+use crate::event::now_millis;
+use crate::ingest::envelope;
+use crate::plugin::{CallContext, Plugins, Verdict};
+use crate::store::Rendered;
+
+/// How a command failed: the user's doing (exit 1) or weir's (exit 2).
+#[derive(Debug)]
+pub enum Failure {
+    User(Vec<String>),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Internal(e)
+    }
+}
+
+pub fn user(line: impl Into<String>) -> Failure {
+    Failure::User(vec![line.into()])
+}
+
+pub async fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Serve { config } => serve(&config).await,
+        Command::Check { config } => check(&config),
+        Command::Plugin { command: PluginCommand::Run { plugin, event, config, weir_config } } => {
+            plugin_run(&plugin, &event, &config, &weir_config).await
+        }
+        Command::Send { file, remote, batch } => remote::send(&file, &remote, batch).await,
+        Command::Deliveries { webhook, status, event, limit, json, remote } => {
+            remote::deliveries(webhook, status, event, limit, json, &remote).await
+        }
+        Command::Replay { delivery, webhook, status, since, json, remote } => {
+            remote::replay(delivery, webhook, status, since, json, &remote).await
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(|e| Failure::User(e.problems))
+}
+
+async fn serve(path: &Path) -> Result<(), Failure> {
+    let config = load_config(path)?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| user(format!("cannot listen on {}: {e}", config.server.listen)))?;
+    crate::server::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn check(path: &Path) -> Result<(), Failure> {
+    let mut problems = Vec::new();
+    let config = match Config::load(path) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.extend(e.problems);
+            None
+        }
+    };
+    if let Some(config) = &config {
+        let host = Plugins::new(config, Default::default()).context("starting the plugin host")?;
+        let mut names: Vec<&str> = config
+            .webhooks
+            .iter()
+            .flat_map(|w| w.plugins.iter().map(|p| p.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let file = config.plugin_path(name);
+            if let Err(e) = host.validate_file(&file) {
+                problems.push(format!("{}: plugin {name:?} cannot be loaded: {e}", file.display()));
+            }
+        }
+        if problems.is_empty() {
+            println!("{}: ok ({} webhooks)", path.display(), config.webhooks.len());
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(Failure::User(problems)) }
+}
+
+async fn plugin_run(plugin: &str, event_file: &Path, config_json: &str, weir_config: &Path) -> Result<(), Failure> {
+    let file = if plugin.ends_with(".wasm") || plugin.contains('/') {
+        std::path::PathBuf::from(plugin)
+    } else {
+        let dir = Config::load(weir_config)
+            .map(|c| c.server.plugins_dir)
+            .unwrap_or_else(|_| "plugins".into());
+        dir.join(format!("{plugin}.wasm"))
+    };
+    let limits = Config::load(weir_config).map(|c| c.plugins).unwrap_or(PluginLimits::DEFAULT);
+    let bytes = std::fs::read(event_file).map_err(|e| user(format!("{}: cannot read: {e}", event_file.display())))?;
+    let event = envelope::parse_body(&bytes, now_millis())
+        .map_err(|e| user(format!("{}: {e}", event_file.display())))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| user(format!("{}: no event", event_file.display())))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(config_json)
+        .map_err(|e| user(format!("--config is not JSON: {e}")))?;
+    let host = Plugins::with_limits(limits, Default::default()).context("starting the plugin host")?;
+    let name = host
+        .load_file(&file)
+        .map_err(|e| user(format!("{}: cannot load plugin: {e}", file.display())))?;
+    let request = Rendered { body: event.envelope_json(), headers: Vec::new() };
+    let ctx = CallContext { webhook: "(dry run)", event: &event.id, delivery: "(dry run)" };
+    let started = Instant::now();
+    let (result, logs) = host.call_capturing_logs(&name, &event, &request, config_json, &ctx).await;
+    let took = started.elapsed();
+    for line in &logs {
+        println!("log: {line}");
+    }
+    match result {
+        Ok(Verdict::Drop(reason)) => println!("verdict: drop\nreason: {reason}"),
+        Ok(Verdict::Deliver(r)) => {
+            println!("verdict: deliver");
+            for (k, v) in &r.headers {
+                println!("header: {k}: {v}");
+            }
+            println!("body: {}", r.body);
+        }
+        Err(e) => println!("verdict: failure\nerror: {e}"),
+    }
+    println!("time: {:.3} ms", took.as_secs_f64() * 1000.0);
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! One HTTP attempt: build the signed request, send it through a guarded,
+//! keep-alive client, and report what came back without ever failing itself.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+
+use super::classify::{Verdict, classify};
+use super::sign::signature;
+use super::ssrf::{self, GuardedResolver};
+use crate::config::Webhook;
+use crate::event::now_millis;
+use crate::store::{Attempt, Rendered};
+
+/// How much of a response body the log keeps.
+const LOGGED_RESPONSE: usize = 1024;
+/// Read (and discard) up to this much so the connection can be reused.
+const DRAINED_RESPONSE: usize = 64 * 1024;
+
+pub const USER_AGENT_VALUE: &str = concat!("weir/", env!("CARGO_PKG_VERSION"));
+
+/// Headers a plugin or static config may not set: weir owns them.
+const RESERVED: [&str; 6] = [
+    "webhook-id", "webhook-timestamp", "webhook-signature", "host", "content-length", "transfer-encoding",
+];
+
+/// One keep-alive client per distinct `allow_targets` list (usually one).
+#[derive(Default)]
+pub struct Clients {
+    by_allow: Mutex<HashMap<Vec<IpNet>, reqwest::Client>>,
+}
+
+impl Clients {
+    pub fn get(&self, allow: &[IpNet]) -> reqwest::Client {
+        let mut map = self.by_allow.lock().expect("clients");
+        map.entry(allow.to_vec())
+            .or_insert_with(|| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .dns_resolver(std::sync::Arc::new(GuardedResolver::new(allow.to_vec())))
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(64)
+                    .tcp_nodelay(true)
+                    .build()
+                    .expect("client builds")
+            })
+            .clone()
+    }
+}
+
+/// What an attempt produced: the record for the log and the verdict.
+pub struct Outcome {
+    pub attempt: Attempt,
+    pub verdict: Verdict,
+}
+
+/// Sends `rendered` to `hook` for the event `event_id`.
+pub async fn send(client: &reqwest::Client, hook: &Webhook, event_id: &str, rendered: &Rendered) -> Outcome {
+    let at = now_millis();
+    let started = Instant::now();
+    let result = try_send(client, hook, event_id, rendered, at / 1000).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok((status, headers, response)) => Outcome {
+            verdict: classify(status, &headers, &hook.policy.success),
+            attempt: Attempt { at, status: Some(status), error: None, latency_ms, response },
+        },
+        Err(error) => Outcome {
+            verdict: Verdict::Retry { retry_after: None },
+            attempt: Attempt { at, status: None, error: Some(error), latency_ms, response: String::new() },
+        },
+    }
+}
+
+async fn try_send(
+    client: &reqwest::Client,
+    hook: &Webhook,
+    event_id: &str,
+    rendered: &Rendered,
+    timestamp: i64,
+) -> Result<(u16, HeaderMap, String), String> {
+    if let Some(host) = hook.url.host() {
+        let literal = match host {
+            url::Host::Ipv4(a) => Some(std::net::IpAddr::V4(a)),
+            url::Host::Ipv6(a) => Some(std::net::IpAddr::V6(a)),
+            url::Host::Domain(_) => None,
+        };
+        if let Some(addr) = literal {
+            ssrf::check(addr, &hook.policy.allow_targets).map_err(|e| e.to_string())?;
+        }
+    }
+    let headers = build_headers(hook, event_id, rendered, timestamp);
+    let mut response = client
+        .post(hook.url.clone())
+        .headers(headers)
+        .timeout(hook.policy.timeout)
+        .body(rendered.body.clone())
+        .send()
+        .await
+        .map_err(|e| describe(&e, hook.policy.timeout))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    while read < DRAINED_RESPONSE {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                read += chunk.len();
+                let room = LOGGED_RESPONSE.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(describe(&e, hook.policy.timeout)),
+        }
+    }
+    Ok((status, headers, String::from_utf8_lossy(&kept).into_owned()))
+}
+
+fn build_headers(hook: &Webhook, event_id: &str, rendered: &Rendered, timestamp: i64) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    for (name, value) in &hook.headers {
+        if !RESERVED.contains(&name.as_str()) {
+            h.insert(name.clone(), value.clone());
+        }
+    }
+    for (name, value) in &rendered.headers {
+        let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) else {
+            continue;
+        };
+        if !RESERVED.contains(&name.as_str()) {
+            h.insert(name, value);
+        }
+    }
+    let id = HeaderValue::try_from(event_id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    h.insert("webhook-id", id);
+    h.insert("webhook-timestamp", HeaderValue::from(timestamp));
+    if let Some(sig) = signature(&hook.secrets, event_id, timestamp, rendered.body.as_bytes()) {
+        h.insert("webhook-signature", HeaderValue::try_from(sig).expect("base64 is a valid header"));
+    }
+    h
+}
+
+/// A one-line description of a transport error, with its causes.
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timeout: no full answer within {}s", timeout.as_secs());
+    }
+    let kind = if e.is_connect() {
+        "connect error"
+    } else if e.is_body() || e.is_decode() {
+        "error reading the answer"
+    } else {
+        "request error"
+    };
+    let mut msg = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}

@@ -1,0 +1,140 @@
+//! The durable deliverer: per-webhook workers that POST signed requests and
+//! retry on the schedule until the subscriber succeeds or the delivery dies.
+//!
+//! Work is driven from the store, so nothing is lost when weir stops; the
+//! deliverer only tracks which workers run and which webhooks are disabled.
+
+pub mod classify;
+pub mod http;
+pub mod schedule;
+pub mod sign;
+pub mod ssrf;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::event::now_millis;
+use crate::plugin::Plugins;
+use crate::store::Store;
+
+/// What every worker and attempt needs.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    /// The live config; swapped whole on reload.
+    pub config: Arc<ArcSwap<Config>>,
+    pub plugins: Arc<Plugins>,
+    pub clients: http::Clients,
+    /// Webhooks disabled (410, continuous failure) with the reason. Their
+    /// deliveries stay queued for when they are enabled again.
+    pub disabled: Mutex<HashMap<String, String>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Shared {
+    async fn disable(&self, webhook: &str, reason: String) {
+        warn!(webhook, %reason, "disabling webhook");
+        self.disabled.lock().expect("disabled").insert(webhook.to_owned(), reason.clone());
+        if let Err(e) = self.store.set_disabled(webhook, Some(reason)).await {
+            warn!(webhook, error = %e, "cannot record the disabled state");
+        }
+    }
+}
+
+struct Running {
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+pub struct Deliverer {
+    pub shared: Arc<Shared>,
+    workers: Mutex<HashMap<String, Running>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Deliverer {
+    pub fn new(shared: Arc<Shared>, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
+        Deliverer { shared, workers: Mutex::new(HashMap::new()), tracker, shutdown }
+    }
+
+    /// Loads persisted webhook health and starts a worker per webhook.
+    pub async fn start(&self) -> Result<(), crate::store::StoreError> {
+        let config = self.shared.config.load_full();
+        for hook in &config.webhooks {
+            let health = self.shared.store.health(&hook.id).await?;
+            if let Some(reason) = health.disabled_reason {
+                self.shared.disabled.lock().expect("disabled").insert(hook.id.clone(), reason);
+            }
+        }
+        self.reconcile(None, &config).await;
+        Ok(())
+    }
+
+    /// Wakes the worker of `webhook` (new deliveries, a replay).
+    pub fn notify(&self, webhook: &str) {
+        if let Some(w) = self.workers.lock().expect("workers").get(webhook) {
+            w.wake.notify_one();
+        }
+    }
+
+    /// Brings workers in line with `new` after a config swap: starts workers
+    /// for added webhooks, stops removed ones, cancels the live deliveries of
+    /// webhooks that are (now) inactive, and wakes the rest so they pick up
+    /// changed settings.
+    pub async fn reconcile(&self, old: Option<&Config>, new: &Config) {
+        for hook in &new.webhooks {
+            let was_active = old.and_then(|o| o.webhook(&hook.id)).map(|h| h.active);
+            if !hook.active && was_active != Some(false) {
+                match self.shared.store.cancel_live(&hook.id, now_millis()).await {
+                    Ok(n) if n > 0 => info!(webhook = %hook.id, canceled = n, "webhook inactive: canceled pending deliveries"),
+                    Ok(_) => {}
+                    Err(e) => warn!(webhook = %hook.id, error = %e, "cannot cancel deliveries of inactive webhook"),
+                }
+            }
+        }
+        let mut workers = self.workers.lock().expect("workers");
+        workers.retain(|id, w| {
+            let keep = new.webhook(id).is_some();
+            if !keep {
+                w.stop.cancel();
+            }
+            keep
+        });
+        for hook in &new.webhooks {
+            if let Some(w) = workers.get(&hook.id) {
+                w.wake.notify_one();
+                continue;
+            }
+            let wake = Arc::new(Notify::new());
+            let stop = self.shutdown.child_token();
+            let worker = worker::Worker {
+                id: hook.id.clone(),
+                shared: self.shared.clone(),
+                wake: wake.clone(),
+                stop: stop.clone(),
+            };
+            self.tracker.spawn(worker.run());
+            workers.insert(hook.id.clone(), Running { wake, stop });
+        }
+    }
+
+    /// Clears a webhook's disabled state and wakes it.
+    pub async fn enable(&self, webhook: &str) -> Result<(), crate::store::StoreError> {
+        self.shared.disabled.lock().expect("disabled").remove(webhook);
+        self.shared.store.set_disabled(webhook, None).await?;
+        self.notify(webhook);
+        Ok(())
+    }
+
+    pub fn disabled_reason(&self, webhook: &str) -> Option<String> {
+        self.shared.disabled.lock().expect("disabled").get(webhook).cloned()
+    }
+}

@@ -1,0 +1,19 @@
+//! weir: a WebAssembly-pluggable webhook event router.
+//!
+//! Data flows `ingest` → `router` → `plugin` → `deliver`, with `store` under
+//! all of them. [`server::run`] wires the stages; [`commands`] is the CLI.
+
+pub mod admin;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod deliver;
+pub mod error;
+pub mod event;
+pub mod ingest;
+pub mod metrics;
+pub mod plugin;
+pub mod reload;
+pub mod router;
+pub mod server;
+pub mod store;

@@ -1,0 +1,445 @@
+//! The sandbox: engine, linker, per-call store with deadline and memory limit.
+//!
+//! Guests get WASI with nothing granted (no preopened directories, no
+//! environment, no sockets; stdout/stderr captured into weir's log) and
+//! `wasi:http` whose every outgoing request is refused, so components from
+//! the usual toolchains link. Calls run on blocking threads, bounded by a
+//! semaphore, with a fresh `Store` each: a trapped store is never reused.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::bindings::{self, Filter, Level};
+use super::registry::{Loaded, Registry};
+use super::{CallContext, Change, PluginError, PluginStatus, Verdict};
+use crate::config::{Config, PluginLimits};
+use crate::event::Event;
+use crate::metrics::Metrics;
+use crate::store::Rendered;
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const TICK: Duration = Duration::from_millis(2);
+/// Log lines a single call may emit before the rest are dropped.
+const MAX_LOG_LINES: usize = 20;
+const MAX_LOG_LINE: usize = 1024;
+/// Largest body a plugin may produce.
+const MAX_BODY: usize = 4 << 20;
+/// Captured stdout/stderr per call.
+const MAX_STDIO: usize = 4096;
+/// Ceiling for memory the pool reserves per instance; the configured
+/// `memory_mb` is enforced below it by the store's limiter.
+const POOL_MAX_MEMORY: usize = 1 << 30;
+
+/// The plugin host and registry. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugins {
+    inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) engine: Engine,
+    pub(super) linker: Linker<HostState>,
+    pub(super) registry: Registry,
+    limits: Mutex<PluginLimits>,
+    metrics: Arc<Metrics>,
+    permits: Semaphore,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Plugins {
+    /// A host for `config`, caching compiled plugins under its data dir.
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Plugins> {
+        let cache = config.server.data_dir.join("plugin-cache");
+        Self::build(config.plugins, metrics, Some(cache))
+    }
+
+    /// A host without a compile cache (dry runs).
+    pub fn with_limits(limits: PluginLimits, metrics: Arc<Metrics>) -> anyhow::Result<Plugins> {
+        Self::build(limits, metrics, None)
+    }
+
+    fn build(limits: PluginLimits, metrics: Arc<Metrics>, cache: Option<std::path::PathBuf>) -> anyhow::Result<Plugins> {
+        let engine = engine()?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+        Filter::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), stop_ticker.clone());
+        let concurrency = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
+        Ok(Plugins {
+            inner: Arc::new(Inner {
+                registry: Registry::new(cache),
+                engine,
+                linker,
+                limits: Mutex::new(limits),
+                metrics,
+                permits: Semaphore::new(concurrency),
+                stop_ticker,
+            }),
+        })
+    }
+
+    pub fn set_limits(&self, limits: PluginLimits) {
+        *self.inner.limits.lock().expect("limits") = limits;
+    }
+
+    /// Loads every `*.wasm` in `dir`; failures are recorded, not fatal.
+    pub fn load_dir(&self, dir: &Path) -> Vec<Change> {
+        self.rescan(dir)
+    }
+
+    /// Brings the registry in line with `dir`: loads new and changed files
+    /// (by content hash), unloads deleted ones. A file that fails to load
+    /// leaves the previous version serving.
+    pub fn rescan(&self, dir: &Path) -> Vec<Change> {
+        self.inner.registry.rescan(&self.inner, dir)
+    }
+
+    /// Loads one file under its stem's name (dry runs); returns the name.
+    pub fn load_file(&self, path: &Path) -> anyhow::Result<String> {
+        self.inner.registry.load_file(&self.inner, path)
+    }
+
+    /// Checks that `path` is a loadable `filter` component, without loading it.
+    pub fn validate_file(&self, path: &Path) -> anyhow::Result<()> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        super::registry::compile(&self.inner, &bytes, None).map(|_| ())
+    }
+
+    pub fn states(&self) -> Vec<PluginStatus> {
+        self.inner.registry.states()
+    }
+
+    /// Runs plugin `name` on one event.
+    pub async fn call(
+        &self,
+        name: &str,
+        event: &Event,
+        request: &Rendered,
+        config: &str,
+        ctx: &CallContext<'_>,
+    ) -> Result<Verdict, PluginError> {
+        self.call_capturing_logs(name, event, request, config, ctx).await.0
+    }
+
+    /// Like [`Self::call`], also returning the log lines the call produced.
+    pub async fn call_capturing_logs(
+        &self,
+        name: &str,
+        event: &Event,
+        request: &Rendered,
+        config: &str,
+        ctx: &CallContext<'_>,
+    ) -> (Result<Verdict, PluginError>, Vec<String>) {
+        let Some(loaded) = self.inner.registry.get(name) else {
+            let why = self.inner.registry.failure(name).unwrap_or_else(|| "no such plugin in the plugins folder".into());
+            return (Err(PluginError::NotLoaded(why)), Vec::new());
+        };
+        let _permit = self.inner.permits.acquire().await.expect("semaphore never closes");
+        let inner = self.inner.clone();
+        let job = CallJob {
+            event: event.clone(),
+            request: request.clone(),
+            config: config.to_owned(),
+            webhook: ctx.webhook.to_owned(),
+            delivery: ctx.delivery.to_owned(),
+        };
+        let started = Instant::now();
+        let out = tokio::task::spawn_blocking(move || inner.call_sync(&loaded, job))
+            .await
+            .unwrap_or_else(|e| (Err(PluginError::Trap(format!("host task failed: {e}"))), Vec::new()));
+        let m = &self.inner.metrics;
+        m.plugin_seconds.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+        let result = match &out.0 {
+            Ok(Verdict::Deliver(_)) => "deliver",
+            Ok(Verdict::Drop(_)) => "drop",
+            Err(_) => "failure",
+        };
+        m.plugin_calls.with_label_values(&[name, result]).inc();
+        out
+    }
+
+    /// A synchronous call for benchmarks: no thread hop, no semaphore.
+    pub fn call_blocking(&self, name: &str, event: &Event, request: &Rendered, config: &str) -> Result<Verdict, PluginError> {
+        let loaded = self.inner.registry.get(name).ok_or_else(|| PluginError::NotLoaded(name.into()))?;
+        let job = CallJob {
+            event: event.clone(),
+            request: request.clone(),
+            config: config.to_owned(),
+            webhook: String::new(),
+            delivery: String::new(),
+        };
+        self.inner.call_sync(&loaded, job).0
+    }
+}
+
+struct CallJob {
+    event: Event,
+    request: Rendered,
+    config: String,
+    webhook: String,
+    delivery: String,
+}
+
+impl Inner {
+    fn call_sync(&self, loaded: &Loaded, job: CallJob) -> (Result<Verdict, PluginError>, Vec<String>) {
+        let limits = *self.limits.lock().expect("limits");
+        let stdout = MemoryOutputPipe::new(MAX_STDIO);
+        let stderr = MemoryOutputPipe::new(MAX_STDIO);
+        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        let state = HostState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            hooks: DenyHttp,
+            table: ResourceTable::new(),
+            memory: MemoryLimit { max: limits.memory_bytes, exceeded: false },
+            log: LogSink {
+                plugin: loaded.name.clone(),
+                webhook: job.webhook,
+                event: job.event.id.clone(),
+                delivery: job.delivery,
+                lines: Vec::new(),
+                dropped: 0,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        let ticks = (limits.timeout.as_micros() / TICK.as_micros()).max(1) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        let result = run_guest(&mut store, loaded, &job.event, &job.request, &job.config);
+        let result = result.map_err(|e| {
+            if store.data().memory.exceeded {
+                return PluginError::Memory(limits.memory_bytes >> 20);
+            }
+            match e.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => PluginError::Timeout(limits.timeout.as_millis() as u64),
+                _ => PluginError::Trap(format!("{e:#}").lines().next().unwrap_or_default().to_owned()),
+            }
+        });
+        let result = result.and_then(|r| r.map_err(PluginError::Returned)).and_then(convert_verdict);
+        let mut state = store.into_data();
+        for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
+            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                state.log.line(Level::Info, &format!("{stream}: {line}"));
+            }
+        }
+        state.log.finish();
+        (result, state.log.lines)
+    }
+}
+
+fn run_guest(
+    store: &mut Store<HostState>,
+    loaded: &Loaded,
+    event: &Event,
+    request: &Rendered,
+    config: &str,
+) -> wasmtime::Result<Result<bindings::Verdict, String>> {
+    let filter = loaded.pre.instantiate(&mut *store)?;
+    let event = bindings::Event {
+        id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        owner_id: event.owner_id.clone(),
+        data: event.data.clone(),
+        occurred_at: event.occurred_at.clone(),
+    };
+    let request = bindings::Request { body: request.body.clone(), headers: request.headers.clone() };
+    filter.call_handle(&mut *store, &event, &request, config)
+}
+
+/// Checks what a plugin returned before it can reach a subscriber.
+fn convert_verdict(v: bindings::Verdict) -> Result<Verdict, PluginError> {
+    let r = match v {
+        bindings::Verdict::Drop(reason) => return Ok(Verdict::Drop(truncate(&reason, MAX_LOG_LINE))),
+        bindings::Verdict::Deliver(r) => r,
+    };
+    if r.body.len() > MAX_BODY {
+        return Err(PluginError::InvalidOutput(format!("body of {} bytes is over the {} byte limit", r.body.len(), MAX_BODY)));
+    }
+    for (name, value) in &r.headers {
+        if http::HeaderName::try_from(name.as_str()).is_err() || http::HeaderValue::try_from(value.as_str()).is_err() {
+            return Err(PluginError::InvalidOutput(format!("header {name:?} is not a valid HTTP header")));
+        }
+    }
+    let content_type = r
+        .headers
+        .iter()
+        .rev()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.to_ascii_lowercase());
+    let json = content_type.as_deref().is_none_or(|ct| ct.contains("json"));
+    if json {
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&r.body) {
+            return Err(PluginError::InvalidOutput(format!("body is not valid JSON ({e})")));
+        }
+    }
+    Ok(Verdict::Deliver(Rendered { body: r.body, headers: r.headers }))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn engine() -> anyhow::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(256)
+        .total_core_instances(2048)
+        .total_memories(1024)
+        .total_tables(1024)
+        .max_memory_size(POOL_MAX_MEMORY)
+        .table_elements(100_000)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(16)
+        .max_tables_per_component(64);
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Ok(Engine::new(&config)?)
+}
+
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("weir-plugin-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawn epoch ticker");
+}
+
+/// Per-call store data.
+pub(super) struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: DenyHttp,
+    table: ResourceTable,
+    memory: MemoryLimit,
+    log: LogSink,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Plugins may link `wasi:http` but never reach the network.
+struct DenyHttp;
+
+type Io = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
+
+impl WasiHttpHooks for DenyHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Io,
+    ) -> Box<dyn Future<Output = wasmtime_wasi_http::Result<(http::Response<wasmtime_wasi_http::WasiBody>, Io)>> + Send>
+    {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Enforces `memory_mb` and remembers that it did.
+struct MemoryLimit {
+    max: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// `host.log` and captured stdio, tagged with ids and rate-limited.
+struct LogSink {
+    plugin: String,
+    webhook: String,
+    event: String,
+    delivery: String,
+    lines: Vec<String>,
+    dropped: usize,
+}
+
+impl LogSink {
+    fn line(&mut self, level: Level, message: &str) {
+        if self.lines.len() >= MAX_LOG_LINES {
+            self.dropped += 1;
+            return;
+        }
+        let message = truncate(message, MAX_LOG_LINE);
+        let (plugin, webhook, event, delivery) = (&self.plugin, &self.webhook, &self.event, &self.delivery);
+        match level {
+            Level::Debug => tracing::debug!(plugin, webhook, event, delivery, "plugin: {message}"),
+            Level::Info => tracing::info!(plugin, webhook, event, delivery, "plugin: {message}"),
+            Level::Warn => tracing::warn!(plugin, webhook, event, delivery, "plugin: {message}"),
+            Level::Error => tracing::error!(plugin, webhook, event, delivery, "plugin: {message}"),
+        }
+        let tag = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.lines.push(format!("{tag}: {message}"));
+    }
+
+    fn finish(&mut self) {
+        if self.dropped > 0 {
+            let (plugin, event) = (&self.plugin, &self.event);
+            tracing::warn!(plugin, event, dropped = self.dropped, "plugin log lines dropped (limit {MAX_LOG_LINES} per call)");
+        }
+    }
+}
+
+impl bindings::weir::plugin::host::Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        self.log.line(level, &message);
+    }
+}
+
+impl bindings::weir::plugin::types::Host for HostState {}

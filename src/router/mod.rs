@@ -1,0 +1,52 @@
+//! Routing: which webhooks want an event, and what each of them is sent.
+//!
+//! Matching happens at ingest, inside the same commit as the event, so a 202
+//! means the fan-out is durable. The plugin chain runs later, when the
+//! deliverer first picks the delivery up, so a slow plugin never slows ingest.
+
+pub mod glob;
+
+use crate::config::{Config, OnError, Webhook};
+use crate::event::Event;
+use crate::plugin::{CallContext, Plugins, Verdict};
+use crate::store::{Render, Rendered};
+
+/// The ids of every active webhook whose `events` and `owners` match.
+pub fn matching_webhooks(config: &Config, event: &Event) -> Vec<String> {
+    config
+        .webhooks
+        .iter()
+        .filter(|w| w.active && w.wants(&event.event_type, event.owner_id.as_deref()))
+        .map(|w| w.id.clone())
+        .collect()
+}
+
+/// Runs `hook`'s plugin chain over `event`: each plugin sees the original
+/// event and the request the previous one produced; the first drop ends it.
+pub async fn render(plugins: &Plugins, hook: &Webhook, event: &Event, delivery: &str) -> Render {
+    let mut request = Rendered {
+        body: event.envelope_json(),
+        headers: Vec::new(),
+    };
+    for step in &hook.plugins {
+        let ctx = CallContext {
+            webhook: &hook.id,
+            event: &event.id,
+            delivery,
+        };
+        match plugins.call(&step.name, event, &request, &step.config_json, &ctx).await {
+            Ok(Verdict::Deliver(next)) => request = next,
+            Ok(Verdict::Drop(reason)) => return Render::Filtered(format!("{}: {reason}", step.name)),
+            Err(failure) => {
+                let why = format!("plugin {} failed: {failure}", step.name);
+                tracing::warn!(webhook = %hook.id, event = %event.id, plugin = %step.name, error = %failure, policy = ?step.on_error, "plugin failure");
+                match step.on_error {
+                    OnError::Hold => return Render::Held(why),
+                    OnError::Skip => return Render::Filtered(why),
+                    OnError::Pass => {}
+                }
+            }
+        }
+    }
+    Render::Deliver(request)
+}

@@ -1,0 +1,240 @@
+//! The durable store: events, deliveries, attempts and webhook health.
+//!
+//! The router and deliverer speak to it only through [`Store`], in domain
+//! terms; SQLite ([`sqlite::SqliteStore`]) is the embedded backend. A write
+//! method returns only once its change is committed to disk, so an `Ok` from
+//! [`Store::ingest`] is the promise behind a `202`.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::event::{Event, Millis};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store is closed")]
+    Closed,
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("cannot open store: {0}")]
+    Open(String),
+}
+
+/// Where a delivery stands. `Pending` and `Retrying` are the live states the
+/// deliverer works through; the rest are final until a replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    Retrying,
+    Dead,
+    Held,
+    Canceled,
+    Filtered,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 7] = [
+        Self::Pending,
+        Self::Delivered,
+        Self::Retrying,
+        Self::Dead,
+        Self::Held,
+        Self::Canceled,
+        Self::Filtered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Retrying => "retrying",
+            Self::Dead => "dead",
+            Self::Held => "held",
+            Self::Canceled => "canceled",
+            Self::Filtered => "filtered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// An event to store, with the webhooks the router matched it to.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event: Event,
+    pub webhooks: Vec<String>,
+}
+
+/// What happened to one event of an ingest call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ingested {
+    /// Stored, with one new delivery per matched webhook: `(webhook, delivery id)`.
+    Stored(Vec<(String, String)>),
+    /// The same `(owner_id, id)` was accepted inside the dedup window.
+    Duplicate,
+}
+
+/// A request a plugin chain produced (or the default envelope).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Rendered {
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The outcome of running a delivery's plugin chain.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Render {
+    Deliver(Rendered),
+    Filtered(String),
+    Held(String),
+}
+
+/// A delivery the deliverer should attempt now.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub seq: i64,
+    pub id: String,
+    pub webhook_id: String,
+    pub event: Event,
+    /// `None` until the plugin chain has run.
+    pub rendered: Option<Rendered>,
+    /// Failures since creation or the last replay: `n` of the schedule.
+    pub failures: u32,
+    /// Attempts ever made.
+    pub attempts: u32,
+}
+
+/// One HTTP attempt, as recorded in the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attempt {
+    pub at: Millis,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    /// The first 1 KiB of the response body.
+    pub response: String,
+}
+
+/// What an attempt leads to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AfterAttempt {
+    Delivered,
+    Retry { at: Millis },
+    Dead,
+}
+
+/// Persistent health of a webhook, kept across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WebhookHealth {
+    pub disabled_reason: Option<String>,
+    pub last_success_at: Option<Millis>,
+    pub last_failure_at: Option<Millis>,
+    /// Start of the current run of failures, if the last attempt failed.
+    pub failing_since: Option<Millis>,
+}
+
+/// A delivery as the log shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub webhook: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Millis>,
+    pub reason: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub webhook: Option<String>,
+    pub state: Option<DeliveryState>,
+    pub event_id: Option<String>,
+    /// Return deliveries older than this one (its id).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// Why a replay did not happen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayRefused {
+    NotFound,
+    /// Already pending or retrying: it will be sent anyway.
+    AlreadyQueued,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores events and their deliveries atomically; duplicates inside the
+    /// dedup window are recognised and get no new deliveries.
+    async fn ingest(
+        &self,
+        events: Vec<NewEvent>,
+        now: Millis,
+        dedup_window_ms: Millis,
+    ) -> Result<Vec<Ingested>, StoreError>;
+
+    /// Up to `limit` live deliveries of `webhook` due at `now`, oldest due
+    /// first (`fifo`: only the head of the queue, in event order).
+    async fn due(&self, webhook: &str, now: Millis, limit: usize, fifo: bool)
+    -> Result<Vec<Due>, StoreError>;
+
+    /// When the next live delivery of `webhook` falls due.
+    async fn next_due_at(&self, webhook: &str, fifo: bool) -> Result<Option<Millis>, StoreError>;
+
+    /// Records a plugin chain outcome that ends the delivery (filtered, held).
+    async fn save_render(&self, seq: i64, render: &Render, now: Millis) -> Result<(), StoreError>;
+
+    /// Records an attempt and moves the delivery on. A delivery canceled while
+    /// its attempt was in flight stays canceled unless the attempt succeeded.
+    /// `rendered` is the plugin chain's request when it ran for this attempt.
+    /// Returns the webhook's health after the attempt.
+    async fn finish_attempt(
+        &self,
+        seq: i64,
+        webhook: &str,
+        rendered: Option<Rendered>,
+        attempt: Attempt,
+        after: AfterAttempt,
+    ) -> Result<WebhookHealth, StoreError>;
+
+    /// Cancels every live delivery of `webhook`; returns how many.
+    async fn cancel_live(&self, webhook: &str, now: Millis) -> Result<u64, StoreError>;
+
+    async fn health(&self, webhook: &str) -> Result<WebhookHealth, StoreError>;
+    async fn set_disabled(&self, webhook: &str, reason: Option<String>) -> Result<(), StoreError>;
+    /// Live deliveries per webhook.
+    async fn queue_depths(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRecord, Vec<Attempt>)>, StoreError>;
+
+    /// Makes a final delivery pending again (held and filtered ones re-run the
+    /// plugin chain). Returns its webhook.
+    async fn replay(&self, id: &str, now: Millis) -> Result<Result<String, ReplayRefused>, StoreError>;
+    /// Replays every delivery of `webhook` in `state` updated since `since`.
+    async fn replay_all(
+        &self,
+        webhook: &str,
+        state: DeliveryState,
+        since: Option<Millis>,
+        now: Millis,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes up to `batch` delivered/filtered deliveries older than `before`
+    /// (and events left without deliveries); returns how many went.
+    async fn purge(&self, before: Millis, batch: usize) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,564 @@
+//! SQLite in WAL mode with `synchronous = FULL`: the embedded backend.
+//!
+//! All writes go through one writer thread that runs every queued job inside a
+//! single transaction (each job in its own savepoint) and answers the jobs only
+//! after `COMMIT` returned: group commit, one fsync for many requests. Reads
+//! use a small pool of separate connections, which WAL lets run alongside.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::event::Millis;
+
+const SCHEMA: &str = include_str!("schema.sql");
+/// Jobs folded into one transaction at most.
+const MAX_GROUP: usize = 1024;
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    path: std::path::PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/weir.db`.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("weir.db");
+        let conn = open_conn(&path)?;
+        conn.execute_batch(SCHEMA)?;
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        std::thread::Builder::new()
+            .name("weir-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        Ok(SqliteStore {
+            jobs: tx,
+            readers: Mutex::new(Vec::new()),
+            path,
+        })
+    }
+
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit: Result<(), String>| {
+                let out = match commit {
+                    Ok(()) => result.map_err(StoreError::Db),
+                    Err(e) => Err(StoreError::Commit(e)),
+                };
+                let _ = tx.send(out);
+            })
+        });
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let pooled = self.readers.lock().expect("reader pool").pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_conn(&self.path)?,
+        };
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&conn);
+            (conn, r)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?;
+        let mut pool = self.readers.lock().expect("reader pool");
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        Ok(result?)
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA cache_size = -16000;",
+    )?;
+    Ok(conn)
+}
+
+fn in_savepoint<R>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+) -> rusqlite::Result<R> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(r) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            first(&conn)(Err(e.to_string()));
+            continue;
+        }
+        let mut replies = vec![first(&conn)];
+        while replies.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => replies.push(job(&conn)),
+                Err(_) => break,
+            }
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(commit.clone());
+        }
+    }
+}
+
+const LIVE: &str = "('pending','retrying')";
+
+fn new_delivery_id() -> String {
+    format!("dlv_{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+fn due_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {
+    let body: Option<String> = row.get("body")?;
+    let headers: Option<String> = row.get("headers")?;
+    let rendered = body.map(|body| Rendered {
+        body,
+        headers: headers
+            .and_then(|h| serde_json::from_str(&h).ok())
+            .unwrap_or_default(),
+    });
+    Ok(Due {
+        seq: row.get("seq")?,
+        id: row.get("id")?,
+        webhook_id: row.get("webhook_id")?,
+        event: Event {
+            id: row.get("event_id")?,
+            event_type: row.get("type")?,
+            owner_id: row.get("owner_id")?,
+            data: row.get("data")?,
+            occurred_at: row.get("occurred_at")?,
+        },
+        rendered,
+        failures: row.get("failures")?,
+        attempts: row.get("attempts")?,
+    })
+}
+
+const DUE_COLUMNS: &str = "d.seq, d.id, d.webhook_id, d.body, d.headers, d.failures, d.attempts,
+     e.id AS event_id, e.type, e.owner_id, e.data, e.occurred_at";
+
+fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    let state: String = row.get("state")?;
+    let live = matches!(state.as_str(), "pending" | "retrying");
+    Ok(DeliveryRecord {
+        id: row.get("id")?,
+        webhook: row.get("webhook_id")?,
+        event_id: row.get("event_id")?,
+        event_type: row.get("type")?,
+        state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
+        attempts: row.get("attempts")?,
+        next_attempt_at: if live { row.get("next_at")? } else { None },
+        reason: row.get("reason")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+const RECORD_COLUMNS: &str = "d.id, d.webhook_id, d.state, d.attempts, d.next_at, d.reason,
+     d.created_at, d.updated_at, e.id AS event_id, e.type";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ingest(
+        &self,
+        events: Vec<NewEvent>,
+        now: Millis,
+        dedup_window_ms: Millis,
+    ) -> Result<Vec<Ingested>, StoreError> {
+        self.write(move |c| {
+            let mut seen = c.prepare_cached(
+                "SELECT 1 FROM events WHERE owner_key = ?1 AND id = ?2 AND received_at > ?3",
+            )?;
+            let mut put_event = c.prepare_cached(
+                "INSERT INTO events (id, owner_key, owner_id, type, data, occurred_at, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut put_delivery = c.prepare_cached(
+                "INSERT INTO deliveries (id, event_seq, webhook_id, state, next_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+            )?;
+            let mut out = Vec::with_capacity(events.len());
+            for NewEvent { event: e, webhooks } in events {
+                let owner_key = e.owner_id.as_deref().unwrap_or("");
+                if seen.exists(params![owner_key, e.id, now - dedup_window_ms])? {
+                    out.push(Ingested::Duplicate);
+                    continue;
+                }
+                put_event.execute(params![e.id, owner_key, e.owner_id, e.event_type, e.data, e.occurred_at, now])?;
+                let seq = c.last_insert_rowid();
+                let mut made = Vec::with_capacity(webhooks.len());
+                for hook in webhooks {
+                    let id = new_delivery_id();
+                    put_delivery.execute(params![id, seq, hook, now])?;
+                    made.push((hook, id));
+                }
+                out.push(Ingested::Stored(made));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn due(&self, webhook: &str, now: Millis, limit: usize, fifo: bool) -> Result<Vec<Due>, StoreError> {
+        let webhook = webhook.to_owned();
+        self.read(move |c| {
+            let sql = if fifo {
+                format!(
+                    "SELECT {DUE_COLUMNS} FROM (SELECT * FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}
+                     ORDER BY seq LIMIT 1) d JOIN events e ON e.seq = d.event_seq WHERE d.next_at <= ?2"
+                )
+            } else {
+                format!(
+                    "SELECT {DUE_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                     WHERE d.webhook_id = ?1 AND d.state IN {LIVE} AND d.next_at <= ?2
+                     ORDER BY d.next_at, d.seq LIMIT ?3"
+                )
+            };
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = if fifo {
+                stmt.query_map(params![webhook, now], due_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            } else {
+                stmt.query_map(params![webhook, now, limit as i64], due_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn next_due_at(&self, webhook: &str, fifo: bool) -> Result<Option<Millis>, StoreError> {
+        let webhook = webhook.to_owned();
+        self.read(move |c| {
+            let sql = if fifo {
+                format!("SELECT next_at FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE} ORDER BY seq LIMIT 1")
+            } else {
+                format!("SELECT min(next_at) FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}")
+            };
+            let v: Option<Option<Millis>> = c
+                .prepare_cached(&sql)?
+                .query_row(params![webhook], |r| r.get(0))
+                .optional()?;
+            Ok(v.flatten())
+        })
+        .await
+    }
+
+    async fn save_render(&self, seq: i64, render: &Render, now: Millis) -> Result<(), StoreError> {
+        let render = render.clone();
+        self.write(move |c| {
+            match render {
+                Render::Deliver(r) => {
+                    let headers = serde_json::to_string(&r.headers).expect("headers serialise");
+                    c.prepare_cached("UPDATE deliveries SET body = ?2, headers = ?3, updated_at = ?4 WHERE seq = ?1")?
+                        .execute(params![seq, r.body, headers, now])?;
+                }
+                Render::Filtered(reason) => {
+                    c.prepare_cached(&format!(
+                        "UPDATE deliveries SET state = 'filtered', reason = ?2, updated_at = ?3 WHERE seq = ?1 AND state IN {LIVE}"
+                    ))?
+                    .execute(params![seq, reason, now])?;
+                }
+                Render::Held(reason) => {
+                    c.prepare_cached(&format!(
+                        "UPDATE deliveries SET state = 'held', reason = ?2, updated_at = ?3 WHERE seq = ?1 AND state IN {LIVE}"
+                    ))?
+                    .execute(params![seq, reason, now])?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish_attempt(
+        &self,
+        seq: i64,
+        webhook: &str,
+        rendered: Option<Rendered>,
+        attempt: Attempt,
+        after: AfterAttempt,
+    ) -> Result<WebhookHealth, StoreError> {
+        let webhook = webhook.to_owned();
+        self.write(move |c| {
+            let at = attempt.at;
+            if let Some(r) = rendered {
+                let headers = serde_json::to_string(&r.headers).expect("headers serialise");
+                c.prepare_cached("UPDATE deliveries SET body = ?2, headers = ?3 WHERE seq = ?1")?
+                    .execute(params![seq, r.body, headers])?;
+            }
+            let n: u32 = c
+                .prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE seq = ?1 RETURNING attempts")?
+                .query_row(params![seq], |r| r.get(0))?;
+            c.prepare_cached(
+                "INSERT INTO attempts (delivery_seq, n, at, status, error, latency_ms, response)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![seq, n, at, attempt.status, attempt.error, attempt.latency_ms as i64, attempt.response])?;
+            let reason = attempt
+                .error
+                .clone()
+                .or_else(|| attempt.status.map(|s| format!("HTTP {s}")));
+            match after {
+                AfterAttempt::Delivered => {
+                    c.prepare_cached("UPDATE deliveries SET state = 'delivered', reason = NULL, updated_at = ?2 WHERE seq = ?1")?
+                        .execute(params![seq, at])?;
+                }
+                AfterAttempt::Retry { at: next } => {
+                    c.prepare_cached(&format!(
+                        "UPDATE deliveries SET state = 'retrying', failures = failures + 1, next_at = ?2, reason = ?3,
+                         updated_at = ?4 WHERE seq = ?1 AND state IN {LIVE}"
+                    ))?
+                    .execute(params![seq, next, reason, at])?;
+                }
+                AfterAttempt::Dead => {
+                    c.prepare_cached(&format!(
+                        "UPDATE deliveries SET state = 'dead', failures = failures + 1, reason = ?2, updated_at = ?3
+                         WHERE seq = ?1 AND state IN {LIVE}"
+                    ))?
+                    .execute(params![seq, reason, at])?;
+                }
+            }
+            let ok = matches!(after, AfterAttempt::Delivered);
+            c.prepare_cached(
+                "INSERT INTO webhook_state (webhook_id, last_success_at, last_failure_at, failing_since)
+                 VALUES (?1, CASE WHEN ?2 THEN ?3 END, CASE WHEN ?2 THEN NULL ELSE ?3 END, CASE WHEN ?2 THEN NULL ELSE ?3 END)
+                 ON CONFLICT (webhook_id) DO UPDATE SET
+                   last_success_at = CASE WHEN ?2 THEN ?3 ELSE last_success_at END,
+                   last_failure_at = CASE WHEN ?2 THEN last_failure_at ELSE ?3 END,
+                   failing_since = CASE WHEN ?2 THEN NULL ELSE coalesce(failing_since, ?3) END",
+            )?
+            .execute(params![webhook, ok, at])?;
+            read_health(c, &webhook)
+        })
+        .await
+    }
+
+    async fn cancel_live(&self, webhook: &str, now: Millis) -> Result<u64, StoreError> {
+        let webhook = webhook.to_owned();
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(&format!(
+                    "UPDATE deliveries SET state = 'canceled', reason = 'webhook deactivated', updated_at = ?2
+                     WHERE webhook_id = ?1 AND state IN {LIVE}"
+                ))?
+                .execute(params![webhook, now])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn health(&self, webhook: &str) -> Result<WebhookHealth, StoreError> {
+        let webhook = webhook.to_owned();
+        self.read(move |c| read_health(c, &webhook)).await
+    }
+
+    async fn set_disabled(&self, webhook: &str, reason: Option<String>) -> Result<(), StoreError> {
+        let webhook = webhook.to_owned();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO webhook_state (webhook_id, disabled_reason) VALUES (?1, ?2)
+                 ON CONFLICT (webhook_id) DO UPDATE SET disabled_reason = ?2,
+                   failing_since = CASE WHEN ?2 IS NULL THEN NULL ELSE failing_since END",
+            )?
+            .execute(params![webhook, reason])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT webhook_id, count(*) FROM deliveries WHERE state IN {LIVE} GROUP BY webhook_id"
+            ))?
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn list_deliveries(&self, f: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.read(move |c| {
+            let after_seq: Option<i64> = match &f.after {
+                Some(id) => c
+                    .prepare_cached("SELECT seq FROM deliveries WHERE id = ?1")?
+                    .query_row(params![id], |r| r.get(0))
+                    .optional()?
+                    .or(Some(-1)),
+                None => None,
+            };
+            let sql = format!(
+                "SELECT {RECORD_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                 WHERE (?1 IS NULL OR d.webhook_id = ?1) AND (?2 IS NULL OR d.state = ?2)
+                   AND (?3 IS NULL OR e.id = ?3) AND (?4 IS NULL OR d.seq < ?4)
+                 ORDER BY d.seq DESC LIMIT ?5"
+            );
+            c.prepare_cached(&sql)?
+                .query_map(
+                    params![f.webhook, f.state.map(DeliveryState::as_str), f.event_id, after_seq, f.limit as i64],
+                    record_from_row,
+                )?
+                .collect()
+        })
+        .await
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRecord, Vec<Attempt>)>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let found = c
+                .prepare_cached(&format!(
+                    "SELECT d.seq, {RECORD_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?1"
+                ))?
+                .query_row(params![id], |r| Ok((r.get::<_, i64>("seq")?, record_from_row(r)?)))
+                .optional()?;
+            let Some((seq, record)) = found else { return Ok(None) };
+            let attempts = c
+                .prepare_cached(
+                    "SELECT at, status, error, latency_ms, response FROM attempts WHERE delivery_seq = ?1 ORDER BY n",
+                )?
+                .query_map(params![seq], |r| {
+                    Ok(Attempt {
+                        at: r.get(0)?,
+                        status: r.get(1)?,
+                        error: r.get(2)?,
+                        latency_ms: r.get::<_, i64>(3)? as u64,
+                        response: r.get(4)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some((record, attempts)))
+        })
+        .await
+    }
+
+    async fn replay(&self, id: &str, now: Millis) -> Result<Result<String, ReplayRefused>, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let hook: Option<(String, String)> = c
+                .prepare_cached("SELECT webhook_id, state FROM deliveries WHERE id = ?1")?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((hook, state)) = hook else { return Ok(Err(ReplayRefused::NotFound)) };
+            if matches!(state.as_str(), "pending" | "retrying") {
+                return Ok(Err(ReplayRefused::AlreadyQueued));
+            }
+            c.prepare_cached(REPLAY_SQL)?.execute(params![now, id])?;
+            Ok(Ok(hook))
+        })
+        .await
+    }
+
+    async fn replay_all(
+        &self,
+        webhook: &str,
+        state: DeliveryState,
+        since: Option<Millis>,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let webhook = webhook.to_owned();
+        self.write(move |c| {
+            let ids: Vec<String> = c
+                .prepare_cached(
+                    "SELECT id FROM deliveries WHERE webhook_id = ?1 AND state = ?2 AND updated_at >= ?3",
+                )?
+                .query_map(params![webhook, state.as_str(), since.unwrap_or(0)], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut stmt = c.prepare_cached(REPLAY_SQL)?;
+            for id in &ids {
+                stmt.execute(params![now, id])?;
+            }
+            Ok(ids.len() as u64)
+        })
+        .await
+    }
+
+    async fn purge(&self, before: Millis, batch: usize) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            let seqs: Vec<(i64, i64)> = c
+                .prepare_cached(
+                    "SELECT seq, event_seq FROM deliveries WHERE state IN ('delivered','filtered') AND updated_at < ?1 LIMIT ?2",
+                )?
+                .query_map(params![before, batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (seq, event_seq) in &seqs {
+                c.prepare_cached("DELETE FROM attempts WHERE delivery_seq = ?1")?.execute(params![seq])?;
+                c.prepare_cached("DELETE FROM deliveries WHERE seq = ?1")?.execute(params![seq])?;
+                c.prepare_cached(
+                    "DELETE FROM events WHERE seq = ?1 AND received_at < ?2
+                     AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?1)",
+                )?
+                .execute(params![event_seq, before])?;
+            }
+            Ok(seqs.len() as u64)
+        })
+        .await
+    }
+}
+
+/// A replayed delivery starts over: due now, a fresh retry schedule, and the
+/// plugin chain re-run where the last outcome was not a request to send.
+const REPLAY_SQL: &str = "UPDATE deliveries SET state = 'pending', next_at = ?1, failures = 0, updated_at = ?1,
+    reason = NULL,
+    body = CASE WHEN state IN ('held', 'filtered') THEN NULL ELSE body END,
+    headers = CASE WHEN state IN ('held', 'filtered') THEN NULL ELSE headers END
+    WHERE id = ?2";
+
+fn read_health(c: &Connection, webhook: &str) -> rusqlite::Result<WebhookHealth> {
+    Ok(c.prepare_cached(
+        "SELECT disabled_reason, last_success_at, last_failure_at, failing_since FROM webhook_state WHERE webhook_id = ?1",
+    )?
+    .query_row(params![webhook], |r| {
+        Ok(WebhookHealth {
+            disabled_reason: r.get(0)?,
+            last_success_at: r.get(1)?,
+            last_failure_at: r.get(2)?,
+            failing_since: r.get(3)?,
+        })
+    })
+    .optional()?
+    .unwrap_or_default())
+}
