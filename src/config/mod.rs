@@ -368,7 +368,15 @@ impl Validator<'_> {
                 config_json: serde_json::to_string(&p.config).expect("TOML values are JSON-representable"),
             });
         }
-        let w = Webhook {
+        let ordering = match raw.ordering.get_ref().as_str() {
+            "fifo" => Ordering::Fifo,
+            "unordered" => Ordering::Unordered,
+            _ => {
+                self.problem(&raw.ordering, &format!("{key}.ordering"), "must be \"unordered\" or \"fifo\"");
+                Ordering::Unordered
+            }
+        };
+        Some(Webhook {
             id,
             url: url?,
             events,
@@ -376,14 +384,10 @@ impl Validator<'_> {
             active: raw.active,
             secrets,
             headers,
-            ordering: if raw.ordering.get_ref() == "fifo" { Ordering::Fifo } else { Ordering::Unordered },
+            ordering,
             policy,
             plugins,
-        };
-        if !matches!(raw.ordering.get_ref().as_str(), "fifo" | "unordered") {
-            self.problem(&raw.ordering, &format!("{key}.ordering"), "must be \"unordered\" or \"fifo\"");
-        }
-        Some(w)
+        })
     }
 
     fn policy(&mut self, key: &str, d: &RawDelivery, o: &RawDelivery) -> DeliveryPolicy {

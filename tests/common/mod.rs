@@ -1,0 +1,305 @@
+//! Test harness: a real weir on port 0 and fake subscribers on port 0 that
+//! record every request and answer as the test scripts them.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tokio::sync::{Notify, oneshot};
+
+/// How long any awaited condition may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Where the build put the test plugins.
+pub fn test_plugin(name: &str) -> PathBuf {
+    Path::new(env!("WEIR_TEST_PLUGINS")).join(format!("{name}.wasm"))
+}
+
+/// An example plugin from `plugins/`.
+pub fn example_plugin(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins").join(format!("{name}.wasm"))
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// One request as the subscriber saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("body is JSON")
+    }
+}
+
+/// How the subscriber answers one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Status(u16),
+    StatusHeader(u16, &'static str, String),
+    /// Wait this long before answering 200.
+    Delay(Duration),
+    /// Body sent as garbage bytes with a 200.
+    Garbage,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    requests: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Option<Reply>>,
+    arrived: Notify,
+}
+
+/// A fake subscriber.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: std::net::SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener).await
+    }
+
+    /// Serves on an already bound listener (to come back on the same port).
+    pub async fn serve(listener: tokio::net::TcpListener) -> Receiver {
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(ReceiverState::default());
+        let s = state.clone();
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let s = s.clone();
+            async move { record(s, uri.path().to_owned(), headers, body).await }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Queues answers for the next requests, in order; after them, the default.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.script.lock().unwrap().extend(replies);
+    }
+
+    /// The answer once the script is used up (200 unless set).
+    pub fn always(&self, reply: Reply) {
+        *self.state.default.lock().unwrap() = Some(reply);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
+    }
+
+    /// Waits until at least `n` requests have arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        self.wait_until(|r| r.len() >= n).await
+    }
+
+    /// Waits until `cond` holds for the requests so far.
+    pub async fn wait_until(&self, cond: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let notified = self.state.arrived.notified();
+            {
+                let r = self.state.requests.lock().unwrap();
+                if cond(&r) {
+                    return r.clone();
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                let r = self.state.requests.lock().unwrap();
+                panic!("subscriber {} condition not met after {PATIENCE:?}; {} requests arrived", self.addr, r.len());
+            }
+        }
+    }
+}
+
+async fn record(state: Arc<ReceiverState>, path: String, headers: HeaderMap, body: Bytes) -> Response {
+    let reply = {
+        let scripted = state.script.lock().unwrap().pop_front();
+        scripted.or_else(|| state.default.lock().unwrap().clone()).unwrap_or(Reply::Status(200))
+    };
+    if let Reply::Delay(d) = &reply {
+        tokio::time::sleep(*d).await;
+    }
+    state.requests.lock().unwrap().push(Received { path, headers, body, at: Instant::now() });
+    state.arrived.notify_waiters();
+    match reply {
+        Reply::Status(s) => (StatusCode::from_u16(s).unwrap(), "ok").into_response(),
+        Reply::StatusHeader(s, name, value) => {
+            (StatusCode::from_u16(s).unwrap(), [(name, value)], "later").into_response()
+        }
+        Reply::Delay(_) => "slow ok".into_response(),
+        Reply::Garbage => (StatusCode::OK, vec![0xffu8, 0x00, 0xfe, 0x13]).into_response(),
+    }
+}
+
+/// A weir running in-process on port 0, with its own temp data and plugin dirs.
+pub struct Weir {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    client: reqwest::Client,
+    pub admin_token: Option<String>,
+}
+
+/// The `[server]` and `[delivery]` preamble every test config gets; tests
+/// append webhooks. Loopback targets are allowed: subscribers live there.
+pub fn preamble() -> String {
+    "[server]\nlisten = \"127.0.0.1:0\"\n\n[delivery]\nallow_targets = [\"127.0.0.0/8\"]\nretry_delays_secs = [0]\ntimeout_secs = 5\n\n".into()
+}
+
+impl Weir {
+    /// Starts weir with `preamble() + webhooks`, plugins copied in first.
+    pub async fn start(webhooks: &str, plugins: &[(&str, PathBuf)]) -> Weir {
+        Self::start_with(&format!("{}{webhooks}", preamble()), plugins).await
+    }
+
+    /// Starts weir with exactly `config` as its config.toml.
+    pub async fn start_with(config: &str, plugins: &[(&str, PathBuf)]) -> Weir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+        for (name, src) in plugins {
+            std::fs::copy(src, dir.path().join("plugins").join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        }
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        Self::boot(dir).await
+    }
+
+    /// (Re)starts weir on `dir`, which holds config.toml, plugins/ and data/.
+    pub async fn boot(dir: tempfile::TempDir) -> Weir {
+        let config = weir::config::Config::load(&dir.path().join("config.toml"))
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let admin_token = config.server.admin_token.as_ref().map(|_| "admin-secret".to_owned());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(weir::server::run(config, listener, async move {
+            let _ = rx.await;
+        }));
+        Weir { url, dir, shutdown: Some(tx), task: Some(task), client: reqwest::Client::new(), admin_token }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.admin_token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// POSTs raw bytes to /v1/events.
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let res = self.client.post(format!("{}/v1/events", self.url)).body(body).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs events and asserts they were accepted; returns their ids.
+    pub async fn send(&self, events: &Value) -> Vec<String> {
+        let (status, body) = self.post_raw(events.to_string()).await;
+        assert_eq!(status, 202, "ingest refused: {body}");
+        body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let res = self.auth(self.client.get(format!("{}{path}", self.url))).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.auth(self.client.post(format!("{}{path}", self.url)));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the delivery log until `cond` holds for the deliveries matching `query`.
+    pub async fn wait_deliveries(&self, query: &str, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (status, body) = self.get(&format!("/v1/deliveries?limit=1000&{query}")).await;
+            assert_eq!(status, 200, "{body}");
+            let rows = body["deliveries"].as_array().unwrap().clone();
+            if cond(&rows) {
+                return rows;
+            }
+            assert!(Instant::now() < deadline, "delivery log never satisfied the condition for {query:?}: {rows:#?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Replaces config.toml the way an editor does (write a temp file, rename).
+    pub fn rewrite_config(&self, text: &str) {
+        let tmp = self.path(".config.toml.swp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.path("config.toml")).unwrap();
+    }
+
+    /// Stops weir gracefully and returns its directory for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.shutdown.take().unwrap().send(());
+        let result = self.task.take().unwrap().await.unwrap();
+        result.expect("weir stopped with an error");
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+/// Polls `f` until it returns `Some`, failing the test after [`PATIENCE`].
+pub async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `n` small record events with distinct ids.
+pub fn events(n: usize, event_type: &str, owner: &str) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| serde_json::json!({"id": format!("e{i}"), "type": event_type, "owner_id": owner, "data": {"i": i}}))
+            .collect(),
+    )
+}
