@@ -64,7 +64,14 @@ pub async fn run(
     let plugins = Arc::new(
         Plugins::new(&config, metrics.clone()).context("starting the plugin host")?,
     );
-    plugins.load_dir(&config.server.plugins_dir);
+    std::fs::create_dir_all(&config.server.plugins_dir)
+        .with_context(|| format!("creating {}", config.server.plugins_dir.display()))?;
+    for change in plugins.load_dir(&config.server.plugins_dir) {
+        match &change.error {
+            None => info!(plugin = %change.name, "plugin loaded"),
+            Some(e) => warn!(plugin = %change.name, error = %e, "plugin failed to load"),
+        }
+    }
     let config = Arc::new(ArcSwap::from_pointee(config));
     let tracker = TaskTracker::new();
     let stop_workers = CancellationToken::new();
