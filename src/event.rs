@@ -45,6 +45,21 @@ impl Event {
 /// Milliseconds since the Unix epoch: the one time unit of the store.
 pub type Millis = i64;
 
+/// Where server-side time comes from, so tests can move it (auto-disable
+/// after days of failure, retries due in hours) without sleeping.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Millis;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        now_millis()
+    }
+}
+
 pub fn now_millis() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }

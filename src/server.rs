@@ -25,7 +25,7 @@ use crate::admin;
 use crate::config::{Config, Token};
 use crate::deliver::{Deliverer, Shared};
 use crate::error::ApiError;
-use crate::event::now_millis;
+use crate::event::{Clock, SystemClock};
 use crate::ingest;
 use crate::metrics::Metrics;
 use crate::plugin::Plugins;
@@ -44,6 +44,7 @@ pub struct App {
     /// Cancelled when shutdown begins: ingest answers 503 from then on.
     pub shutting_down: CancellationToken,
     pub reload_status: crate::reload::ReloadStatus,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Runs weir on `listener` until `shutdown` resolves.
@@ -51,6 +52,16 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with_clock(config, listener, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`run`] with server-side time taken from `clock` (tests move it).
+pub async fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let addr = listener.local_addr()?;
@@ -82,6 +93,7 @@ pub async fn run(
         clients: Default::default(),
         disabled: Default::default(),
         metrics: metrics.clone(),
+        clock: clock.clone(),
     });
     let deliverer = Arc::new(Deliverer::new(shared, tracker.clone(), stop_workers.clone()));
     deliverer.start().await.context("starting the deliverer")?;
@@ -93,6 +105,7 @@ pub async fn run(
         metrics,
         shutting_down: CancellationToken::new(),
         reload_status: Default::default(),
+        clock,
     });
     tracker.spawn(crate::reload::watch(app.clone(), stop_workers.clone()));
     tracker.spawn(retention(app.clone(), stop_workers.clone()));
@@ -180,7 +193,7 @@ async fn retention(app: Arc<App>, stop: CancellationToken) {
     const BATCH: usize = 500;
     loop {
         let keep = app.config.load().server.retention;
-        let before = now_millis() - keep.as_millis() as i64;
+        let before = app.clock.now() - keep.as_millis() as i64;
         loop {
             match app.store.purge(before, BATCH).await {
                 Ok(n) if n as usize == BATCH => tokio::time::sleep(Duration::from_millis(20)).await,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::config::Webhook;
 use crate::error::ApiError;
-use crate::event::{Event, Millis, now_millis, rfc3339};
+use crate::event::{Event, Millis, rfc3339};
 use crate::server::App;
 use crate::store::{DeliveryFilter, DeliveryRecord, DeliveryState, NewEvent, ReplayRefused};
 
@@ -76,7 +76,7 @@ pub async fn test_webhook(State(app): State<Arc<App>>, Path(id): Path<String>) -
     if app.config.load().webhook(&id).is_none() {
         return Err(ApiError::not_found("webhook", &id));
     }
-    let now = now_millis();
+    let now = app.clock.now();
     let event = Event {
         id: format!("evt_{}", ulid::Ulid::new().to_string().to_lowercase()),
         event_type: "weir.test".into(),
@@ -107,7 +107,11 @@ pub struct LogQuery {
     after: Option<String>,
 }
 
-pub async fn list_deliveries(State(app): State<Arc<App>>, Query(q): Query<LogQuery>) -> ApiResult {
+pub async fn list_deliveries(
+    State(app): State<Arc<App>>,
+    q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let state = q.status.as_deref().map(parse_state).transpose()?;
     let limit = match q.limit.as_deref() {
         None => 50,
@@ -174,7 +178,7 @@ pub async fn replay_delivery(State(app): State<Arc<App>>, Path(id): Path<String>
     if app.config.load().webhook(&record.webhook).is_none() {
         return Err(webhook_gone(&record.webhook));
     }
-    match app.store.replay(&id, now_millis()).await? {
+    match app.store.replay(&id, app.clock.now()).await? {
         Ok(hook) => {
             app.deliverer.notify(&hook);
             Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": "pending" }))))
@@ -222,7 +226,7 @@ pub async fn bulk_replay(State(app): State<Arc<App>>, body: axum::body::Bytes) -
         ),
         None => None,
     };
-    let n = app.store.replay_all(&req.webhook, state, since, now_millis()).await?;
+    let n = app.store.replay_all(&req.webhook, state, since, app.clock.now()).await?;
     app.deliverer.notify(&req.webhook);
     Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": n }))))
 }

@@ -12,7 +12,7 @@ use super::classify::{Verdict, classify};
 use super::sign::signature;
 use super::ssrf::{self, GuardedResolver};
 use crate::config::Webhook;
-use crate::event::now_millis;
+use crate::event::{Millis, now_millis};
 use crate::store::{Attempt, Rendered};
 
 /// How much of a response body the log keeps.
@@ -58,10 +58,11 @@ pub struct Outcome {
 }
 
 /// Sends `rendered` to `hook` for the event `event_id`.
-pub async fn send(client: &reqwest::Client, hook: &Webhook, event_id: &str, rendered: &Rendered) -> Outcome {
-    let at = now_millis();
+/// `at` is when the attempt is recorded as made; the signature's timestamp
+/// is always the wall clock, which subscribers check.
+pub async fn send(client: &reqwest::Client, hook: &Webhook, event_id: &str, rendered: &Rendered, at: Millis) -> Outcome {
     let started = Instant::now();
-    let result = try_send(client, hook, event_id, rendered, at / 1000).await;
+    let result = try_send(client, hook, event_id, rendered, now_millis() / 1000).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok((status, headers, response)) => Outcome {

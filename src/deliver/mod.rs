@@ -21,7 +21,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::event::now_millis;
 use crate::plugin::Plugins;
 use crate::store::Store;
 
@@ -36,6 +35,7 @@ pub struct Shared {
     /// deliveries stay queued for when they are enabled again.
     pub disabled: Mutex<HashMap<String, String>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub clock: Arc<dyn crate::event::Clock>,
 }
 
 impl Shared {
@@ -93,7 +93,7 @@ impl Deliverer {
         for hook in &new.webhooks {
             let was_active = old.and_then(|o| o.webhook(&hook.id)).map(|h| h.active);
             if !hook.active && was_active != Some(false) {
-                match self.shared.store.cancel_live(&hook.id, now_millis()).await {
+                match self.shared.store.cancel_live(&hook.id, self.shared.clock.now()).await {
                     Ok(n) if n > 0 => info!(webhook = %hook.id, canceled = n, "webhook inactive: canceled pending deliveries"),
                     Ok(_) => {}
                     Err(e) => warn!(webhook = %hook.id, error = %e, "cannot cancel deliveries of inactive webhook"),

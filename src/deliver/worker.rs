@@ -19,7 +19,7 @@ use super::classify::Verdict;
 use super::http;
 use super::schedule::{self, Next};
 use crate::config::{Ordering, Webhook};
-use crate::event::{Millis, now_millis};
+use crate::event::Millis;
 use crate::router;
 use crate::store::{AfterAttempt, Due, Render};
 
@@ -95,7 +95,7 @@ impl Worker {
     ) -> Result<Option<Instant>, crate::store::StoreError> {
         let fifo = hook.ordering == Ordering::Fifo;
         let store = &self.shared.store;
-        let now = now_millis();
+        let now = self.shared.clock.now();
         let due = store.due(&self.id, now, cap + busy.len(), fifo).await?;
         let found = due.len();
         for d in due {
@@ -123,7 +123,7 @@ impl Worker {
         }
         // Nothing more is due now: sleep until the next one is.
         let next = store.next_due_at(&self.id, fifo).await?;
-        Ok(next.map(|at| Instant::now() + Duration::from_millis((at - now_millis()).max(0) as u64)))
+        Ok(next.map(|at| Instant::now() + Duration::from_millis((at - self.shared.clock.now()).max(0) as u64)))
     }
 }
 
@@ -137,7 +137,7 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> i64 {
             outcome => {
                 let label = if matches!(outcome, Render::Held(_)) { "held" } else { "filtered" };
                 shared.metrics.deliveries.with_label_values(&[hook.id.as_str(), label]).inc();
-                if let Err(e) = shared.store.save_render(seq, &outcome, now_millis()).await {
+                if let Err(e) = shared.store.save_render(seq, &outcome, shared.clock.now()).await {
                     warn!(error = %e, "cannot record the plugin outcome");
                 }
                 return seq;
@@ -145,8 +145,8 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> i64 {
         },
     };
     let client = shared.clients.get(&hook.policy.allow_targets);
-    let out = http::send(&client, &hook, &due.event.id, &rendered).await;
-    let after = after_attempt(&hook, &due, out.verdict);
+    let out = http::send(&client, &hook, &due.event.id, &rendered, shared.clock.now()).await;
+    let after = after_attempt(&hook, &due, out.verdict, out.attempt.at);
     let m = &shared.metrics;
     m.attempt_seconds
         .with_label_values(&[hook.id.as_str()])
@@ -180,14 +180,14 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> i64 {
     seq
 }
 
-fn after_attempt(hook: &Webhook, due: &Due, verdict: Verdict) -> AfterAttempt {
+fn after_attempt(hook: &Webhook, due: &Due, verdict: Verdict, now: Millis) -> AfterAttempt {
     let retry_after = match verdict {
         Verdict::Success => return AfterAttempt::Delivered,
         Verdict::Retry { retry_after } => retry_after,
         Verdict::Gone => None,
     };
     match schedule::after_failure(&hook.policy, due.failures, retry_after, schedule::jitter()) {
-        Next::RetryIn(d) => AfterAttempt::Retry { at: now_millis() + d.as_millis() as Millis },
+        Next::RetryIn(d) => AfterAttempt::Retry { at: now + d.as_millis() as Millis },
         Next::GiveUp => AfterAttempt::Dead,
     }
 }

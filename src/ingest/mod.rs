@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::event::now_millis;
 use crate::router::matching_webhooks;
 use crate::server::{App, bearer_ok};
 use crate::store::{Ingested, NewEvent};
@@ -47,7 +46,7 @@ pub async fn post_events(
             format!("body is over max_body_bytes ({limit} bytes)"),
         )
     })?;
-    let now = now_millis();
+    let now = app.clock.now();
     let events = envelope::parse_body(&bytes, now).map_err(|e| {
         reject("invalid");
         ApiError::bad_request("invalid_event", e.to_string())

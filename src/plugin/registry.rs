@@ -29,7 +29,6 @@ const COMPATIBLE: &str = "@0.1.";
 
 pub struct Loaded {
     pub name: String,
-    pub sha256: String,
     pub pre: FilterPre<HostState>,
 }
 
@@ -127,7 +126,7 @@ impl Registry {
             Err(e) => return Some(self.record_failure(name, format!("{e:#}"))),
         };
         let replaced = self.get(name).is_some();
-        let loaded = Arc::new(Loaded { name: name.to_owned(), sha256: sha256.clone(), pre });
+        let loaded = Arc::new(Loaded { name: name.to_owned(), pre });
         self.swap(|map| {
             map.insert(name.to_owned(), loaded);
         });

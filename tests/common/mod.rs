@@ -198,15 +198,25 @@ impl Weir {
 
     /// (Re)starts weir on `dir`, which holds config.toml, plugins/ and data/.
     pub async fn boot(dir: tempfile::TempDir) -> Weir {
+        Self::boot_with_clock(dir, Arc::new(weir::event::SystemClock)).await
+    }
+
+    /// Like [`Weir::boot`], with server time from `clock`.
+    pub async fn boot_with_clock(dir: tempfile::TempDir, clock: Arc<dyn weir::event::Clock>) -> Weir {
         let config = weir::config::Config::load(&dir.path().join("config.toml"))
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let admin_token = config.server.admin_token.as_ref().map(|_| "admin-secret".to_owned());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(weir::server::run(config, listener, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(weir::server::run_with_clock(
+            config,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+            clock,
+        ));
         Weir { url, dir, shutdown: Some(tx), task: Some(task), client: reqwest::Client::new(), admin_token }
     }
 
@@ -292,6 +302,24 @@ pub async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) ->
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A clock the test moves forward by hand.
+#[derive(Default)]
+pub struct ManualClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        self.offset_ms.fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl weir::event::Clock for ManualClock {
+    fn now(&self) -> weir::event::Millis {
+        weir::event::now_millis() + self.offset_ms.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
