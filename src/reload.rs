@@ -65,6 +65,9 @@ pub async fn watch(app: Arc<App>, stop: CancellationToken) {
             warn!(dir = %dir.display(), error = %e, "cannot watch directory; live reload is off for it");
         }
     }
+    // Changes that landed before the watcher was in place.
+    rescan_plugins(&app).await;
+    reload_config(&app).await;
     loop {
         let first = tokio::select! {
             Some(kind) = rx.recv() => kind,

@@ -26,7 +26,11 @@ pub async fn list_webhooks(State(app): State<Arc<App>>) -> ApiResult {
         let depth = depths.iter().find(|(id, _)| id == &hook.id).map_or(0, |(_, n)| *n);
         out.push(webhook_json(&app, hook, depth).await?);
     }
-    Ok(Json(json!({ "webhooks": out })))
+    let config_error = app.reload_status.last_error.lock().expect("reload status").clone();
+    Ok(Json(json!({
+        "webhooks": out,
+        "config": { "path": config.path.display().to_string(), "last_reload_error": config_error },
+    })))
 }
 
 pub async fn get_webhook(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {

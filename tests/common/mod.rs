@@ -203,6 +203,7 @@ impl Weir {
 
     /// Like [`Weir::boot`], with server time from `clock`.
     pub async fn boot_with_clock(dir: tempfile::TempDir, clock: Arc<dyn weir::event::Clock>) -> Weir {
+        init_logging();
         let config = weir::config::Config::load(&dir.path().join("config.toml"))
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let admin_token = config.server.admin_token.as_ref().map(|_| "admin-secret".to_owned());
@@ -303,6 +304,13 @@ pub async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) ->
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Logs to the test's captured output; `WEIR_LOG=debug` for more.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
 }
 
 /// A clock the test moves forward by hand.
