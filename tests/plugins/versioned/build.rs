@@ -1,0 +1,3 @@
+fn main() {
+    println!("cargo:rerun-if-env-changed=WEIR_TEST_PLUGIN_VERSION");
+}
