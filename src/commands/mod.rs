@@ -145,6 +145,7 @@ async fn plugin_run(plugin: &str, event_file: &Path, config_json: &str, weir_con
     for line in &logs {
         println!("log: {line}");
     }
+    let failed = result.is_err();
     match result {
         Ok(Verdict::Drop(reason)) => println!("verdict: drop\nreason: {reason}"),
         Ok(Verdict::Deliver(r)) => {
@@ -157,5 +158,5 @@ async fn plugin_run(plugin: &str, event_file: &Path, config_json: &str, weir_con
         Err(e) => println!("verdict: failure\nerror: {e}"),
     }
     println!("time: {:.3} ms", took.as_secs_f64() * 1000.0);
-    Ok(())
+    if failed { Err(user(format!("plugin {name} failed"))) } else { Ok(()) }
 }

@@ -230,7 +230,8 @@ impl Inner {
             }
             match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => PluginError::Timeout(limits.timeout.as_millis() as u64),
-                _ => PluginError::Trap(format!("{e:#}").lines().next().unwrap_or_default().to_owned()),
+                Some(trap) => PluginError::Trap(with_last_words(trap.to_string(), &stderr.contents())),
+                None => PluginError::Trap(format!("call failed: {e}")),
             }
         });
         let result = result.and_then(|r| r.map_err(PluginError::Returned)).and_then(convert_verdict);
@@ -263,6 +264,16 @@ fn run_guest(
     };
     let request = bindings::Request { body: request.body.clone(), headers: request.headers.clone() };
     filter.call_handle(&mut *store, &event, &request, config)
+}
+
+/// Adds the guest's last stderr line (a panic message, usually) to `what`.
+fn with_last_words(what: String, stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let last = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note:")).last();
+    match last {
+        Some(line) => format!("{what}; stderr: {}", truncate(line, 200)),
+        None => what,
+    }
 }
 
 /// Checks what a plugin returned before it can reach a subscriber.

@@ -46,7 +46,7 @@ pub enum PluginError {
     Timeout(u64),
     #[error("exceeded its memory limit of {0} MiB")]
     Memory(usize),
-    #[error("trapped: {0}")]
+    #[error("{0}")]
     Trap(String),
     #[error("produced an invalid request: {0}")]
     InvalidOutput(String),

@@ -5,7 +5,7 @@ impl Guest for S {
     fn handle(_: Event, _: Request, _: String) -> Result<Verdict, String> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
-            hoard.push(vec![0xAB; 1 << 20]);
+            hoard.push(vec![0xAB; 4 << 20]);
             std::hint::black_box(&hoard);
         }
     }
