@@ -140,7 +140,7 @@ async fn plugin_run(plugin: &str, event_file: &Path, config_json: &str, weir_con
     let request = Rendered { body: event.envelope_json(), headers: Vec::new() };
     let ctx = CallContext { webhook: "(dry run)", event: &event.id, delivery: "(dry run)" };
     let started = Instant::now();
-    let (result, logs) = host.call_capturing_logs(&name, &event, &request, config_json, &ctx).await;
+    let (result, logs) = host.call_capturing_logs(&host.snapshot(), &name, &event, &request, config_json, &ctx).await;
     let took = started.elapsed();
     for line in &logs {
         println!("log: {line}");

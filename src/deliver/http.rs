@@ -134,7 +134,13 @@ fn build_headers(hook: &Webhook, event_id: &str, rendered: &Rendered, timestamp:
             continue;
         };
         if !RESERVED.contains(&name.as_str()) {
-            h.insert(name, value);
+            // A plugin that sets content-type replaces the default; other
+            // headers it adds are sent as given, repeats included.
+            if name == CONTENT_TYPE {
+                h.insert(name, value);
+            } else {
+                h.append(name, value);
+            }
         }
     }
     let id = HeaderValue::try_from(event_id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));

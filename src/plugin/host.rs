@@ -127,28 +127,36 @@ impl Plugins {
         self.inner.registry.states()
     }
 
-    /// Runs plugin `name` on one event.
+    /// The plugins as loaded now. A chain runs on one snapshot, so an event
+    /// is handled entirely by one version of each plugin, whatever reloads.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.inner.registry.snapshot())
+    }
+
+    /// Runs plugin `name` (as it is in `snapshot`) on one event.
     pub async fn call(
         &self,
+        snapshot: &Snapshot,
         name: &str,
         event: &Event,
         request: &Rendered,
         config: &str,
         ctx: &CallContext<'_>,
     ) -> Result<Verdict, PluginError> {
-        self.call_capturing_logs(name, event, request, config, ctx).await.0
+        self.call_capturing_logs(snapshot, name, event, request, config, ctx).await.0
     }
 
     /// Like [`Self::call`], also returning the log lines the call produced.
     pub async fn call_capturing_logs(
         &self,
+        snapshot: &Snapshot,
         name: &str,
         event: &Event,
         request: &Rendered,
         config: &str,
         ctx: &CallContext<'_>,
     ) -> (Result<Verdict, PluginError>, Vec<String>) {
-        let Some(loaded) = self.inner.registry.get(name) else {
+        let Some(loaded) = snapshot.0.get(name).cloned() else {
             let why = self.inner.registry.failure(name).unwrap_or_else(|| "no such plugin in the plugins folder".into());
             return (Err(PluginError::NotLoaded(why)), Vec::new());
         };
@@ -189,6 +197,9 @@ impl Plugins {
         self.inner.call_sync(&loaded, job).0
     }
 }
+
+/// A consistent view of the loaded plugins; see [`Plugins::snapshot`].
+pub struct Snapshot(Arc<std::collections::HashMap<String, Arc<Loaded>>>);
 
 struct CallJob {
     event: Event,

@@ -15,7 +15,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-pub use host::Plugins;
+pub use host::{Plugins, Snapshot};
 
 use crate::store::Rendered;
 

@@ -55,6 +55,11 @@ impl Registry {
         self.loaded.load().get(name).cloned()
     }
 
+    /// Every plugin as loaded right now.
+    pub fn snapshot(&self) -> Arc<HashMap<String, Arc<Loaded>>> {
+        self.loaded.load_full()
+    }
+
     /// The last load error of `name`, if it failed.
     pub fn failure(&self, name: &str) -> Option<String> {
         self.status.lock().expect("status").get(name).and_then(|s| s.error.clone())

@@ -24,6 +24,7 @@ pub fn matching_webhooks(config: &Config, event: &Event) -> Vec<String> {
 /// Runs `hook`'s plugin chain over `event`: each plugin sees the original
 /// event and the request the previous one produced; the first drop ends it.
 pub async fn render(plugins: &Plugins, hook: &Webhook, event: &Event, delivery: &str) -> Render {
+    let snapshot = plugins.snapshot();
     let mut request = Rendered {
         body: event.envelope_json(),
         headers: Vec::new(),
@@ -34,7 +35,7 @@ pub async fn render(plugins: &Plugins, hook: &Webhook, event: &Event, delivery: 
             event: &event.id,
             delivery,
         };
-        match plugins.call(&step.name, event, &request, &step.config_json, &ctx).await {
+        match plugins.call(&snapshot, &step.name, event, &request, &step.config_json, &ctx).await {
             Ok(Verdict::Deliver(next)) => request = next,
             Ok(Verdict::Drop(reason)) => return Render::Filtered(format!("{}: {reason}", step.name)),
             Err(failure) => {

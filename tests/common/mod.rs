@@ -266,14 +266,27 @@ impl Weir {
     pub async fn wait_deliveries(&self, query: &str, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let (status, body) = self.get(&format!("/v1/deliveries?limit=1000&{query}")).await;
-            assert_eq!(status, 200, "{body}");
-            let rows = body["deliveries"].as_array().unwrap().clone();
+            let rows = self.all_deliveries(query).await;
             if cond(&rows) {
                 return rows;
             }
             assert!(Instant::now() < deadline, "delivery log never satisfied the condition for {query:?}: {rows:#?}");
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Every delivery matching `query`, following the cursor across pages.
+    pub async fn all_deliveries(&self, query: &str) -> Vec<Value> {
+        let mut rows = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (status, body) = self.get(&format!("/v1/deliveries?limit=1000&{query}{after}")).await;
+            assert_eq!(status, 200, "{body}");
+            rows.extend(body["deliveries"].as_array().unwrap().iter().cloned());
+            match body["next"].as_str() {
+                Some(next) => after = format!("&after={next}"),
+                None => return rows,
+            }
         }
     }
 

@@ -1,10 +1,14 @@
-//! Reshapes the body into something that is not JSON.
+//! `bad_json`: delivers the body `{not json` (keeping the request's headers),
+//! which weir must refuse as invalid output rather than send.
+
 wit_bindgen::generate!({ path: "../../../wit", world: "filter" });
-struct S;
-impl Guest for S {
-    fn handle(_: Event, mut request: Request, _: String) -> Result<Verdict, String> {
-        request.body = "{not json".into();
-        Ok(Verdict::Deliver(request))
+
+struct BadJson;
+
+impl Guest for BadJson {
+    fn handle(_event: Event, request: Request, _config: String) -> Result<Verdict, String> {
+        Ok(Verdict::Deliver(Request { body: "{not json".into(), headers: request.headers }))
     }
 }
-export!(S);
+
+export!(BadJson);

@@ -1,11 +1,16 @@
-//! Delivers its config as the body, so tests can see what config arrives.
+//! `echo_config`: delivers its config text verbatim as the body, with the
+//! header `x-plugin: echo_config` added, so tests can see exactly what
+//! config weir handed over.
+
 wit_bindgen::generate!({ path: "../../../wit", world: "filter" });
-struct S;
-impl Guest for S {
-    fn handle(_: Event, mut request: Request, config: String) -> Result<Verdict, String> {
-        request.body = config;
+
+struct EchoConfig;
+
+impl Guest for EchoConfig {
+    fn handle(_event: Event, mut request: Request, config: String) -> Result<Verdict, String> {
         request.headers.push(("x-plugin".into(), "echo_config".into()));
-        Ok(Verdict::Deliver(request))
+        Ok(Verdict::Deliver(Request { body: config, headers: request.headers }))
     }
 }
-export!(S);
+
+export!(EchoConfig);

@@ -1,9 +1,15 @@
-//! Panics, which traps the instance.
+//! `trap`: panics on every call with `boom on <event id>`. On wasm32-wasip2
+//! a panic prints its message to stderr and aborts with `unreachable`, so the
+//! call traps and weir can quote the message.
+
 wit_bindgen::generate!({ path: "../../../wit", world: "filter" });
-struct S;
-impl Guest for S {
-    fn handle(event: Event, _: Request, _: String) -> Result<Verdict, String> {
+
+struct Trap;
+
+impl Guest for Trap {
+    fn handle(event: Event, _request: Request, _config: String) -> Result<Verdict, String> {
         panic!("boom on {}", event.id)
     }
 }
-export!(S);
+
+export!(Trap);
