@@ -63,6 +63,8 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Measure throughput and latency against an in-process sink (see BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
     /// Send a delivery again, or every delivery of a webhook in a state.
     Replay {
         /// A delivery id (dlv_...).

@@ -4,6 +4,7 @@
 //! all of them. [`server::run`] wires the stages; [`commands`] is the CLI.
 
 pub mod admin;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;

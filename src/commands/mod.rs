@@ -39,6 +39,7 @@ pub async fn run(command: Command) -> Result<(), Failure> {
         Command::Plugin { command: PluginCommand::Run { plugin, event, config, weir_config } } => {
             plugin_run(&plugin, &event, &config, &weir_config).await
         }
+        Command::Bench(args) => Ok(crate::bench::run(args).await?),
         Command::Send { file, remote, batch } => remote::send(&file, &remote, batch).await,
         Command::Deliveries { webhook, status, event, limit, json, remote } => {
             remote::deliveries(webhook, status, event, limit, json, &remote).await

@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     world: "filter",
 });
 
-pub use weir::plugin::host::Level;
+pub use self::weir::plugin::host::Level;

@@ -1,0 +1,374 @@
+//! `weir bench`: reproducible throughput and latency figures, each printed
+//! beside a ceiling measured in the same run (the same client posting the same
+//! bodies at the same concurrency straight to the same sink).
+//!
+//! Everything runs in this process on loopback: an in-process keep-alive sink,
+//! weir itself on a temp data dir (durable store, fsync on, signing on), and
+//! the producers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use tokio::sync::{Notify, oneshot};
+
+use crate::config::{Config, PluginLimits};
+use crate::event::now_millis;
+use crate::ingest::envelope;
+use crate::plugin::Plugins;
+use crate::store::Rendered;
+
+/// What to run, from the command line.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Events for the end-to-end run.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Concurrent producer connections (and the deliverer's max_in_flight).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Events per ingest request.
+    #[arg(long, default_value_t = 50)]
+    pub batch: usize,
+    /// Webhooks in the fan-out run.
+    #[arg(long, default_value_t = 100)]
+    pub fanout: usize,
+    /// Folder holding the built example plugins.
+    #[arg(long, default_value = "plugins")]
+    pub plugins_dir: PathBuf,
+    /// The sample event (record.create).
+    #[arg(long, default_value = "../shared/fixtures/record.create.json")]
+    pub event: PathBuf,
+    /// Only these scenarios (comma separated: plugin,e2e,fanout,latency,idle).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+/// A sink that counts arrivals and remembers when each webhook-id arrived.
+#[derive(Clone, Default)]
+struct Sink {
+    count: Arc<AtomicUsize>,
+    arrived: Arc<Notify>,
+    times: Arc<std::sync::Mutex<Vec<(String, Instant)>>>,
+    record_times: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Sink {
+    async fn start(&self) -> anyhow::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/sink", listener.local_addr()?);
+        let me = self.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, _body: Bytes| {
+            let me = me.clone();
+            async move {
+                if me.record_times.load(Ordering::Relaxed) {
+                    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    me.times.lock().expect("times").push((id, Instant::now()));
+                }
+                me.count.fetch_add(1, Ordering::Relaxed);
+                me.arrived.notify_waiters();
+                "ok"
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(url)
+    }
+
+    async fn wait_for(&self, n: usize, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        while self.count.load(Ordering::Relaxed) < n {
+            let notified = self.arrived.notified();
+            if self.count.load(Ordering::Relaxed) >= n {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            anyhow::ensure!(!left.is_zero(), "only {} of {n} arrived in {limit:?}", self.count.load(Ordering::Relaxed));
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
+        }
+        Ok(())
+    }
+}
+
+/// weir running in-process on a temp dir.
+struct Running {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(config_body: &str, plugins_dir: &std::path::Path) -> anyhow::Result<Running> {
+        let dir = tempfile::tempdir()?;
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins)?;
+        let app_scope = plugins_dir.join("app_scope.wasm");
+        std::fs::copy(&app_scope, plugins.join("app_scope.wasm"))
+            .with_context(|| format!("{} (build it with `cargo build`)", app_scope.display()))?;
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[delivery]\nallow_targets = [\"127.0.0.0/8\"]\n\n{config_body}"
+        );
+        std::fs::write(dir.path().join("config.toml"), text)?;
+        let config = Config::load(&dir.path().join("config.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(crate::server::run(config, listener, async move {
+            let _ = rx.await;
+        }));
+        Ok(Running { url, stop: Some(tx), task, _dir: dir })
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.take().map(|s| s.send(()));
+        self.task.await??;
+        Ok(())
+    }
+}
+
+const FORM: &str = "a1b2c3d4-0000-4000-8000-000000000001";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn webhook(id: &str, url: &str, in_flight: usize) -> String {
+    format!(
+        "[[webhooks]]\nid = \"{id}\"\nurl = \"{url}\"\nsecrets = [\"{SECRET}\"]\nmax_in_flight = {in_flight}\n\
+         [[webhooks.plugins]]\nname = \"app_scope\"\nconfig = {{ form_ids = [\"{FORM}\"] }}\n\n"
+    )
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let template: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&args.event).with_context(|| format!("reading {}", args.event.display()))?,
+    )?;
+    let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    println!("weir bench — {} cores, weir {}", std::thread::available_parallelism().map_or(0, |n| n.get()), env!("CARGO_PKG_VERSION"));
+    println!("{:<58} {:>14} {:>18} {:>8}", "scenario", "weir", "ceiling (same run)", "ratio");
+    if wants("plugin") {
+        plugin_call(&args)?;
+    }
+    if wants("e2e") {
+        end_to_end(&args, &template).await?;
+    }
+    if wants("fanout") {
+        fan_out(&args, &template).await?;
+    }
+    if wants("latency") {
+        latency(&args, &template).await?;
+    }
+    if wants("idle") {
+        idle_memory(&args).await?;
+    }
+    Ok(())
+}
+
+fn row(name: &str, weir: String, ceiling: String, ratio: Option<f64>) {
+    let ratio = ratio.map_or("".into(), |r| format!("{:.0}%", r * 100.0));
+    println!("{name:<58} {weir:>14} {ceiling:>18} {ratio:>8}");
+}
+
+fn plugin_call(args: &BenchArgs) -> anyhow::Result<()> {
+    let host = Plugins::with_limits(PluginLimits::DEFAULT, Default::default())?;
+    let name = host.load_file(&args.plugins_dir.join("app_scope.wasm"))?;
+    let bytes = std::fs::read(&args.event)?;
+    let event = envelope::parse_body(&bytes, now_millis())?.remove(0);
+    let request = Rendered { body: event.envelope_json(), headers: vec![] };
+    let config = format!("{{\"form_ids\": [\"{FORM}\"]}}");
+    for _ in 0..200 {
+        host.call_blocking(&name, &event, &request, &config)?;
+    }
+    let mut samples = Vec::with_capacity(5000);
+    for _ in 0..5000 {
+        let t = Instant::now();
+        let v = host.call_blocking(&name, &event, &request, &config);
+        samples.push(t.elapsed());
+        anyhow::ensure!(matches!(v, Ok(crate::plugin::Verdict::Deliver(_))), "app_scope did not deliver: {v:?}");
+    }
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let p99 = samples[samples.len() * 99 / 100];
+    row(
+        "plugin call: app_scope, record.create, fresh instance",
+        format!("{:.1} µs p50", median.as_secs_f64() * 1e6),
+        format!("p99 {:.1} µs", p99.as_secs_f64() * 1e6),
+        None,
+    );
+    Ok(())
+}
+
+/// Posts `bodies` to `url` with `concurrency` keep-alive connections.
+async fn blast(url: &str, bodies: Arc<Vec<String>>, concurrency: usize) -> anyhow::Result<Duration> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, bodies, next, url) = (client.clone(), bodies.clone(), next.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { return Ok::<_, anyhow::Error>(()) };
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().is_success(), "{url} answered {}", r.status());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed())
+}
+
+fn event_bodies(template: &serde_json::Value, n: usize, prefix: &str) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| {
+            let mut e = template.clone();
+            e["id"] = serde_json::json!(format!("{prefix}{i}"));
+            e
+        })
+        .collect()
+}
+
+async fn end_to_end(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+    let sink = Sink::default();
+    let url = sink.start().await?;
+    // Ceiling: one event per POST, straight to the sink.
+    let single: Vec<String> = event_bodies(template, args.events, "c").iter().map(|e| e.to_string()).collect();
+    let ceiling = blast(&url, Arc::new(single), args.concurrency).await?;
+    let ceiling_rate = args.events as f64 / ceiling.as_secs_f64();
+    sink.count.store(0, Ordering::Relaxed);
+
+    let weir = Running::start(&webhook("bench", &url, args.concurrency), &args.plugins_dir).await?;
+    let batches: Vec<String> = event_bodies(template, args.events, "e")
+        .chunks(args.batch)
+        .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
+        .collect();
+    let started = Instant::now();
+    let ingest = blast(&format!("{}/v1/events", weir.url), Arc::new(batches), args.concurrency).await?;
+    sink.wait_for(args.events, Duration::from_secs(600)).await?;
+    let total = started.elapsed();
+    weir.stop().await?;
+    let rate = args.events as f64 / total.as_secs_f64();
+    row(
+        &format!("end to end, 1 webhook + app_scope ({} events)", args.events),
+        format!("{rate:.0} ev/s"),
+        format!("{ceiling_rate:.0} req/s"),
+        Some(rate / ceiling_rate),
+    );
+    row(
+        &format!("  ingest only (durable 202s, batches of {})", args.batch),
+        format!("{:.0} ev/s", args.events as f64 / ingest.as_secs_f64()),
+        String::new(),
+        None,
+    );
+    Ok(())
+}
+
+async fn fan_out(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+    let sink = Sink::default();
+    let url = sink.start().await?;
+    let per_hook = 4;
+    let events = (2000 / args.fanout).max(20);
+    let single: Vec<String> = event_bodies(template, events * args.fanout, "c").iter().map(|e| e.to_string()).collect();
+    let ceiling = blast(&url, Arc::new(single), args.concurrency).await?;
+    let ceiling_rate = (events * args.fanout) as f64 / ceiling.as_secs_f64();
+    sink.count.store(0, Ordering::Relaxed);
+    let config: String = (0..args.fanout).map(|i| webhook(&format!("h{i}"), &url, per_hook)).collect();
+    let weir = Running::start(&config, &args.plugins_dir).await?;
+    let batches: Vec<String> = event_bodies(template, events, "f")
+        .chunks(10)
+        .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
+        .collect();
+    let started = Instant::now();
+    blast(&format!("{}/v1/events", weir.url), Arc::new(batches), 4).await?;
+    sink.wait_for(events * args.fanout, Duration::from_secs(600)).await?;
+    let total = started.elapsed();
+    weir.stop().await?;
+    let rate = (events * args.fanout) as f64 / total.as_secs_f64();
+    row(
+        &format!("fan-out: {events} events x {} webhooks, each with a plugin", args.fanout),
+        format!("{rate:.0} dl/s"),
+        format!("{ceiling_rate:.0} req/s"),
+        Some(rate / ceiling_rate),
+    );
+    Ok(())
+}
+
+async fn latency(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+    let sink = Sink::default();
+    sink.record_times.store(true, Ordering::Relaxed);
+    let url = sink.start().await?;
+    let weir = Running::start(&webhook("lat", &url, args.concurrency), &args.plugins_dir).await?;
+    let client = reqwest::Client::new();
+    let rate = 1000u64;
+    let seconds = 5u64;
+    let n = (rate * seconds) as usize;
+    let bodies = event_bodies(template, n, "l");
+    let acks = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let mut tasks = Vec::new();
+    for body in bodies {
+        tick.tick().await;
+        let (client, url, acks) = (client.clone(), format!("{}/v1/events", weir.url), acks.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = body["id"].as_str().unwrap_or_default().to_owned();
+            let r = client.post(url).json(&body).send().await;
+            if matches!(r, Ok(ref r) if r.status() == 202) {
+                acks.lock().expect("acks").push((id, Instant::now()));
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    sink.wait_for(n, Duration::from_secs(120)).await?;
+    weir.stop().await?;
+    let arrivals: std::collections::HashMap<String, Instant> = sink.times.lock().expect("times").iter().cloned().collect();
+    let mut lat: Vec<Duration> = acks
+        .lock()
+        .expect("acks")
+        .iter()
+        .filter_map(|(id, acked)| arrivals.get(id).map(|a| a.saturating_duration_since(*acked)))
+        .collect();
+    lat.sort();
+    let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
+    row(
+        &format!("latency at {rate} ev/s: ingest ack -> sink (p50 / p99)"),
+        format!("{:.1} ms", pct(50).as_secs_f64() * 1e3),
+        format!("p99 {:.1} ms", pct(99).as_secs_f64() * 1e3),
+        None,
+    );
+    Ok(())
+}
+
+async fn idle_memory(args: &BenchArgs) -> anyhow::Result<()> {
+    let before = rss_kib();
+    let config: String = (0..1000).map(|i| webhook(&format!("idle{i}"), "https://example.com/hook", 32)).collect();
+    let weir = Running::start(&config, &args.plugins_dir).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = rss_kib();
+    weir.stop().await?;
+    row(
+        "memory: 1,000 webhooks configured, idle (process RSS)",
+        format!("{:.0} MB", during as f64 / 1024.0),
+        format!("{:.0} MB before", before as f64 / 1024.0),
+        None,
+    );
+    Ok(())
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
