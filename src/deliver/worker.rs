@@ -94,17 +94,15 @@ impl Worker {
         next_slot: &mut Instant,
     ) -> Result<Option<Instant>, crate::store::StoreError> {
         let fifo = hook.ordering == Ordering::Fifo;
+        if hook.policy.rate_limit_per_sec > 0 && *next_slot > Instant::now() {
+            return Ok(Some(*next_slot));
+        }
         let store = &self.shared.store;
         let now = self.shared.clock.now();
-        let due = store.due(&self.id, now, cap + busy.len(), fifo).await?;
+        let want = cap - busy.len();
+        let due = store.due(&self.id, now, want, fifo, busy.iter().copied().collect()).await?;
         let found = due.len();
         for d in due {
-            if busy.len() >= cap {
-                return Ok(None);
-            }
-            if busy.contains(&d.seq) {
-                continue;
-            }
             if hook.policy.rate_limit_per_sec > 0 {
                 let now = Instant::now();
                 if *next_slot > now {
@@ -118,7 +116,7 @@ impl Worker {
             let span = info_span!("attempt", webhook = %self.id, delivery = %d.id, event = %d.event.id, attempt = d.attempts + 1);
             inflight.spawn(attempt(shared, hook, d).instrument(span));
         }
-        if busy.len() >= cap || found >= cap {
+        if busy.len() >= cap || found >= want {
             return Ok(None);
         }
         // Nothing more is due now: sleep until the next one is.

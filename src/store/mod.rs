@@ -188,9 +188,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Ingested>, StoreError>;
 
     /// Up to `limit` live deliveries of `webhook` due at `now`, oldest due
-    /// first (`fifo`: only the head of the queue, in event order).
-    async fn due(&self, webhook: &str, now: Millis, limit: usize, fifo: bool)
-    -> Result<Vec<Due>, StoreError>;
+    /// first, leaving out `skip` (those already in flight). With `fifo`, only
+    /// the head of the queue, and only when nothing is in flight.
+    async fn due(
+        &self,
+        webhook: &str,
+        now: Millis,
+        limit: usize,
+        fifo: bool,
+        skip: Vec<i64>,
+    ) -> Result<Vec<Due>, StoreError>;
 
     /// When the next live delivery of `webhook` falls due.
     async fn next_due_at(&self, webhook: &str, fifo: bool) -> Result<Option<Millis>, StoreError>;

@@ -241,30 +241,46 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn due(&self, webhook: &str, now: Millis, limit: usize, fifo: bool) -> Result<Vec<Due>, StoreError> {
+    async fn due(
+        &self,
+        webhook: &str,
+        now: Millis,
+        limit: usize,
+        fifo: bool,
+        skip: Vec<i64>,
+    ) -> Result<Vec<Due>, StoreError> {
         let webhook = webhook.to_owned();
         self.read(move |c| {
+            // Phase one walks the (index-only) queue order; phase two loads
+            // the few rows wanted, so deliveries already in flight cost nothing.
             let sql = if fifo {
                 format!(
-                    "SELECT {DUE_COLUMNS} FROM (SELECT * FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}
-                     ORDER BY seq LIMIT 1) d JOIN events e ON e.seq = d.event_seq WHERE d.next_at <= ?2"
+                    "SELECT seq, next_at <= ?2 FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}
+                     ORDER BY seq LIMIT ?3"
                 )
             } else {
                 format!(
-                    "SELECT {DUE_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq
-                     WHERE d.webhook_id = ?1 AND d.state IN {LIVE} AND d.next_at <= ?2
-                     ORDER BY d.next_at, d.seq LIMIT ?3"
+                    "SELECT seq, 1 FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE} AND next_at <= ?2
+                     ORDER BY next_at, seq LIMIT ?3"
                 )
             };
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = if fifo {
-                stmt.query_map(params![webhook, now], due_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
-            } else {
-                stmt.query_map(params![webhook, now, limit as i64], due_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            Ok(rows)
+            let head: Vec<(i64, bool)> = c
+                .prepare_cached(&sql)?
+                .query_map(params![webhook, now, (limit + skip.len()) as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut load = c.prepare_cached(&format!(
+                "SELECT {DUE_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.seq = ?1"
+            ))?;
+            let mut out = Vec::with_capacity(limit);
+            for (seq, is_due) in head {
+                if out.len() >= limit || (fifo && (!is_due || !skip.is_empty() || !out.is_empty())) {
+                    break;
+                }
+                if !skip.contains(&seq) {
+                    out.push(load.query_row(params![seq], due_from_row)?);
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -561,4 +577,71 @@ fn read_health(c: &Connection, webhook: &str) -> rusqlite::Result<WebhookHealth>
     })
     .optional()?
     .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str) -> NewEvent {
+        NewEvent {
+            event: Event {
+                id: id.into(),
+                event_type: "a.b".into(),
+                owner_id: None,
+                data: "{}".into(),
+                occurred_at: "2026-01-01T00:00:00Z".into(),
+            },
+            webhooks: vec!["w".into()],
+        }
+    }
+
+    fn attempt(at: Millis) -> Attempt {
+        Attempt { at, status: Some(200), error: None, latency_ms: 1, response: String::new() }
+    }
+
+    #[tokio::test]
+    async fn purge_removes_only_old_final_deliveries_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let day = 86_400_000;
+        let old = 1_000 * day;
+        store.ingest((0..5).map(|i| event(&format!("old{i}"))).collect(), old, day).await.unwrap();
+        store.ingest(vec![event("new"), event("pending")], old + 20 * day, day).await.unwrap();
+        // Deliver the five old ones at `old`, and "new" 20 days later.
+        let due = store.due("w", old + 30 * day, 10, false, vec![]).await.unwrap();
+        for d in &due {
+            let at = if d.event.id.starts_with("old") { old } else if d.event.id == "new" { old + 20 * day } else { continue };
+            store.finish_attempt(d.seq, "w", None, attempt(at), AfterAttempt::Delivered).await.unwrap();
+        }
+        // Retention of 14 days, measured at old + 21 days: the five old go, in batches of 2.
+        let before = old + 21 * day - 14 * day;
+        assert_eq!(store.purge(before, 2).await.unwrap(), 2);
+        assert_eq!(store.purge(before, 2).await.unwrap(), 2);
+        assert_eq!(store.purge(before, 2).await.unwrap(), 1);
+        assert_eq!(store.purge(before, 2).await.unwrap(), 0);
+        let left: Vec<String> = store
+            .list_deliveries(DeliveryFilter { limit: 100, ..Default::default() })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| format!("{}:{}", d.event_id, d.state.as_str()))
+            .collect();
+        assert_eq!(left, ["pending:pending", "new:delivered"]);
+    }
+
+    #[tokio::test]
+    async fn duplicates_inside_the_window_get_no_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let t = 1_700_000_000_000;
+        let window = 24 * 3_600_000;
+        let first = store.ingest(vec![event("e")], t, window).await.unwrap();
+        assert!(matches!(&first[0], Ingested::Stored(d) if d.len() == 1));
+        let again = store.ingest(vec![event("e"), event("e")], t + 1000, window).await.unwrap();
+        assert_eq!(again, vec![Ingested::Duplicate, Ingested::Duplicate]);
+        // After the window, the same id is a new event.
+        let later = store.ingest(vec![event("e")], t + window + 1, window).await.unwrap();
+        assert!(matches!(&later[0], Ingested::Stored(_)));
+    }
 }

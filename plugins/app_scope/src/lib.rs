@@ -21,7 +21,6 @@ use serde::Deserialize;
 
 wit_bindgen::generate!({ path: "../../wit", world: "filter" });
 
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config<'a> {
@@ -58,7 +57,9 @@ impl Guest for AppScope {
         let key = match event.event_type.split_once('.') {
             Some(("record", _)) => FormKey::FormId,
             Some(("form", _)) => FormKey::Id,
-            _ => return dropped(format!("event type {} is neither record.* nor form.*", event.event_type)),
+            _ => {
+                return dropped(format!("event type {} is neither record.* nor form.*", event.event_type));
+            }
         };
         if let Some(owners) = &config.owner_ids {
             match event.owner_id.as_deref() {
@@ -71,7 +72,7 @@ impl Guest for AppScope {
             Ok(form) => form,
             Err(reason) => return dropped(reason),
         };
-        if config.form_ids.iter().any(|f| *f == form) {
+        if config.form_ids.contains(&form) {
             Ok(Verdict::Deliver(request))
         } else {
             dropped(format!("form {form} not in scope"))
@@ -151,17 +152,26 @@ mod tests {
         let drop = |e| run(e, config).unwrap().unwrap_err();
         assert_eq!(drop(event("record.create", None, RECORD)), "form a1b2 not in scope");
         assert_eq!(drop(event("form.delete", None, r#"{"id":"a1b2"}"#)), "form a1b2 not in scope");
-        assert_eq!(drop(event("choice_list.update", None, "{}")), "event type choice_list.update is neither record.* nor form.*");
+        assert_eq!(
+            drop(event("choice_list.update", None, "{}")),
+            "event type choice_list.update is neither record.* nor form.*"
+        );
         assert_eq!(drop(event("record.create", None, r#"{"id":"r1"}"#)), "event has no data.form_id");
         assert_eq!(drop(event("record.create", None, "[1]")), "data is not an object, so it has no data.form_id");
-        assert!(drop(event("record.create", None, r#"{"form_id": 7}"#)).starts_with("cannot read data.form_id: invalid type"));
+        assert!(
+            drop(event("record.create", None, r#"{"form_id": 7}"#))
+                .starts_with("cannot read data.form_id: invalid type")
+        );
     }
 
     #[test]
     fn owner_ids_narrow_the_scope() {
         let config = r#"{"form_ids": ["a1b2"], "owner_ids": ["org_1"]}"#;
         assert_eq!(run(event("record.create", Some("org_1"), RECORD), config), Ok(Ok(())));
-        assert_eq!(run(event("record.create", Some("org_2"), RECORD), config), Ok(Err("owner_id org_2 not in scope".into())));
+        assert_eq!(
+            run(event("record.create", Some("org_2"), RECORD), config),
+            Ok(Err("owner_id org_2 not in scope".into()))
+        );
         assert!(run(event("record.create", None, RECORD), config).unwrap().is_err());
     }
 
@@ -174,7 +184,8 @@ mod tests {
     #[test]
     fn bad_config_is_an_error() {
         let e = || event("record.create", None, RECORD);
-        for config in ["{not json", "{}", r#"{"form_ids": []}"#, r#"{"form_id": ["a1b2"]}"#, r#"{"form_ids": "a1b2"}"#] {
+        for config in ["{not json", "{}", r#"{"form_ids": []}"#, r#"{"form_id": ["a1b2"]}"#, r#"{"form_ids": "a1b2"}"#]
+        {
             let err = run(e(), config).unwrap_err();
             assert!(err.starts_with("app_scope config: "), "{config}: {err}");
         }

@@ -1,23 +1,39 @@
-"""owner_filter: deliver only events of the owners listed in the config.
+"""status_filter: a weir plugin in Python.
 
-Config: {"owners": ["org_42", ...]}
-Build:  componentize-py -d ../../../wit -w filter componentize app -o owner_filter.wasm
+Delivers only `record.*` events whose `data.status` is one of the configured
+statuses, adding an `x-record-status` header; drops the rest with the reason.
+Config: `{"statuses": ["approved", ...]}`.
+
+Build from this folder:
+    componentize-py -d ../../../wit -w filter componentize app -o status_filter.wasm
 """
+
 import json
 
-import wit_world
 from componentize_py_types import Err
-from wit_world.imports import host
-from wit_world.imports.types import Event, Request, Verdict_Deliver, Verdict_Drop
+from wit_world import WitWorld as Filter
+from wit_world.imports.host import Level, log
+from wit_world.imports.types import Event, Request, Verdict, Verdict_Deliver, Verdict_Drop
 
 
-class WitWorld(wit_world.WitWorld):
-    def handle(self, event: Event, request: Request, config: str):
+class WitWorld(Filter):
+    def handle(self, event: Event, request: Request, config: str) -> Verdict:
         try:
-            wanted = set(json.loads(config)["owners"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise Err(f"config must be {{\"owners\": [...]}}: {e}")
-        if event.owner_id not in wanted:
-            return Verdict_Drop(f"owner {event.owner_id} not wanted")
-        host.log(host.Level.INFO, f"passing {event.id}")
-        return Verdict_Deliver(request)
+            statuses = json.loads(config).get("statuses")
+        except (ValueError, AttributeError) as e:
+            # Raising Err(...) is how a Python plugin returns `err(...)`;
+            # any other uncaught exception traps.
+            raise Err(f"status_filter config is not a JSON object: {e}")
+        if not isinstance(statuses, list):
+            raise Err("status_filter config needs a statuses list")
+        if not event.event_type.startswith("record."):
+            return Verdict_Drop(f"{event.event_type} is not a record event")
+        data = json.loads(event.data)
+        status = data.get("status") if isinstance(data, dict) else None
+        if not isinstance(status, str) or status not in statuses:
+            return Verdict_Drop(f"status {status} not wanted")
+        log(Level.DEBUG, f"{event.id} has status {status}")
+        # The returned headers replace the incoming ones: keep the others.
+        headers = [(k, v) for (k, v) in request.headers if k.lower() != "x-record-status"]
+        headers.append(("x-record-status", status))
+        return Verdict_Deliver(Request(body=request.body, headers=headers))

@@ -99,10 +99,10 @@ impl Spec {
         if adds && template.as_ref().is_some_and(|t| !t.is_object()) {
             return Err("with pick, rename or fields, template must be an object".into());
         }
-        if let Some(ct) = &raw.content_type {
-            if ct.trim().is_empty() || ct.contains(['\r', '\n', '\0']) {
-                return Err(format!("content_type {ct:?} is not a valid header value"));
-            }
+        if let Some(ct) = &raw.content_type
+            && (ct.trim().is_empty() || ct.contains(['\r', '\n', '\0']))
+        {
+            return Err(format!("content_type {ct:?} is not a valid header value"));
         }
         Ok(Spec { template, pick, rename, fields, content_type: raw.content_type })
     }

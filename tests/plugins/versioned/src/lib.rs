@@ -28,11 +28,8 @@ struct Versioned;
 
 impl Guest for Versioned {
     fn handle(event: Event, mut request: Request, _config: String) -> Result<Verdict, String> {
-        let data: Option<Data> = if event.data.trim_start().starts_with('{') {
-            serde_json::from_str(&event.data).ok()
-        } else {
-            None
-        };
+        let data: Option<Data> =
+            if event.data.trim_start().starts_with('{') { serde_json::from_str(&event.data).ok() } else { None };
         if data.and_then(|d| d.drop_if_version).as_deref() == Some(VERSION) {
             return Ok(Verdict::Drop(format!("version {VERSION} drops")));
         }
