@@ -43,6 +43,12 @@ pub struct BenchArgs {
     /// The sample event (record.create).
     #[arg(long, default_value = "../shared/fixtures/record.create.json")]
     pub event: PathBuf,
+    /// Extra plugin files (e.g. componentize-py/js builds) to time per call.
+    #[arg(long)]
+    pub foreign: Vec<PathBuf>,
+    /// Config given to the --foreign plugins.
+    #[arg(long, default_value = "{}")]
+    pub foreign_config: String,
     /// Only these scenarios (comma separated: plugin,e2e,fanout,latency,idle).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -171,31 +177,41 @@ fn row(name: &str, weir: String, ceiling: String, ratio: Option<f64>) {
 }
 
 fn plugin_call(args: &BenchArgs) -> anyhow::Result<()> {
-    let host = Plugins::with_limits(PluginLimits::DEFAULT, Default::default())?;
-    let name = host.load_file(&args.plugins_dir.join("app_scope.wasm"))?;
+    let host = Plugins::with_limits(
+        PluginLimits { timeout: Duration::from_secs(5), memory_bytes: 256 << 20 },
+        Default::default(),
+    )?;
     let bytes = std::fs::read(&args.event)?;
     let event = envelope::parse_body(&bytes, now_millis())?.remove(0);
     let request = Rendered { body: event.envelope_json(), headers: vec![] };
-    let config = format!("{{\"form_ids\": [\"{FORM}\"]}}");
-    for _ in 0..200 {
-        host.call_blocking(&name, &event, &request, &config)?;
+    let app_scope = format!("{{\"form_ids\": [\"{FORM}\"]}}");
+    let mut plugins = vec![(args.plugins_dir.join("app_scope.wasm"), app_scope, 20_000)];
+    plugins.extend(args.foreign.iter().map(|p| (p.clone(), args.foreign_config.clone(), 300)));
+    for (path, config, calls) in plugins {
+        let started = Instant::now();
+        let name = host.load_file(&path)?;
+        let compile = started.elapsed();
+        for _ in 0..calls / 20 {
+            host.call_blocking(&name, &event, &request, &config)?;
+        }
+        let mut samples = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            let v = host.call_blocking(&name, &event, &request, &config);
+            samples.push(t.elapsed());
+            anyhow::ensure!(v.is_ok(), "{name} failed: {v:?}");
+        }
+        samples.sort();
+        let median = samples[samples.len() / 2];
+        let p99 = samples[samples.len() * 99 / 100];
+        row(
+            &format!("plugin call: {name}, record.create, fresh instance"),
+            format!("{:.1} µs p50", median.as_secs_f64() * 1e6),
+            format!("p99 {:.1} µs", p99.as_secs_f64() * 1e6),
+            None,
+        );
+        row(&format!("  compile {name} ({} KB), uncached", std::fs::metadata(&path)?.len() / 1024), format!("{:.2} s", compile.as_secs_f64()), String::new(), None);
     }
-    let mut samples = Vec::with_capacity(5000);
-    for _ in 0..5000 {
-        let t = Instant::now();
-        let v = host.call_blocking(&name, &event, &request, &config);
-        samples.push(t.elapsed());
-        anyhow::ensure!(matches!(v, Ok(crate::plugin::Verdict::Deliver(_))), "app_scope did not deliver: {v:?}");
-    }
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    let p99 = samples[samples.len() * 99 / 100];
-    row(
-        "plugin call: app_scope, record.create, fresh instance",
-        format!("{:.1} µs p50", median.as_secs_f64() * 1e6),
-        format!("p99 {:.1} µs", p99.as_secs_f64() * 1e6),
-        None,
-    );
     Ok(())
 }
 
