@@ -45,7 +45,9 @@ impl Worker {
                     Ordering::Fifo => 1,
                     Ordering::Unordered => hook.policy.max_in_flight,
                 };
-                if busy.len() < cap {
+                // Refill in batches: look at the store again once half the
+                // slots are free, not after every single completion.
+                if busy.len() * 2 <= cap && busy.len() < cap {
                     match self.fill(&hook, cap, &mut busy, &mut inflight, &mut next_slot).await {
                         Ok(Some(at)) => wake_at = wake_at.min(at),
                         Ok(None) => {}
@@ -58,12 +60,17 @@ impl Worker {
             }
             tokio::select! {
                 Some(done) = inflight.join_next() => {
-                    if let Ok(seq) = done {
-                        busy.remove(&seq);
-                    } else {
-                        // A panicked attempt task: forget everything in flight
-                        // and let the store tell what is still due.
-                        busy.clear();
+                    let mut done = Some(done);
+                    while let Some(result) = done {
+                        match result {
+                            Ok(seq) => {
+                                busy.remove(&seq);
+                            }
+                            // A panicked attempt task: forget everything in
+                            // flight and let the store tell what is still due.
+                            Err(_) => busy.clear(),
+                        }
+                        done = inflight.try_join_next();
                     }
                 }
                 _ = self.wake.notified() => {}
