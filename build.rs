@@ -15,26 +15,46 @@ fn main() {
     println!("cargo:rerun-if-changed=wit");
     println!("cargo:rerun-if-env-changed=WEIR_SKIP_PLUGIN_BUILD");
     if std::env::var_os("WEIR_SKIP_PLUGIN_BUILD").is_some() {
-        println!("cargo:rustc-env=WEIR_TEST_PLUGINS={}", out.join("test-plugins").display());
+        println!(
+            "cargo:rustc-env=WEIR_TEST_PLUGINS={}",
+            out.join("test-plugins").display()
+        );
         return;
     }
 
     let examples = root.join("plugins");
     for name in build_workspace(&examples, &examples.join("target"), &[]) {
-        copy(&examples.join("target"), &name, &examples.join(format!("{name}.wasm")));
+        copy(
+            &examples.join("target"),
+            &name,
+            &examples.join(format!("{name}.wasm")),
+        );
     }
 
     let tests = root.join("tests/plugins");
     let dest = out.join("test-plugins");
     std::fs::create_dir_all(&dest).unwrap();
     for name in build_workspace(&tests, &tests.join("target"), &[]) {
-        copy(&tests.join("target"), &name, &dest.join(format!("{name}.wasm")));
+        copy(
+            &tests.join("target"),
+            &name,
+            &dest.join(format!("{name}.wasm")),
+        );
     }
     // The `versioned` plugin again, with other versions baked in, for reload tests.
     for version in ["2", "3"] {
         let target = tests.join(format!("target/v{version}"));
-        build_package(&tests, &target, "versioned", &[("WEIR_TEST_PLUGIN_VERSION", version)]);
-        copy(&target, "versioned", &dest.join(format!("versioned_v{version}.wasm")));
+        build_package(
+            &tests,
+            &target,
+            "versioned",
+            &[("WEIR_TEST_PLUGIN_VERSION", version)],
+        );
+        copy(
+            &target,
+            "versioned",
+            &dest.join(format!("versioned_v{version}.wasm")),
+        );
     }
     println!("cargo:rustc-env=WEIR_TEST_PLUGINS={}", dest.display());
 }
@@ -43,14 +63,23 @@ fn main() {
 fn build_workspace(dir: &Path, target: &Path, env: &[(&str, &str)]) -> Vec<String> {
     let members = members(dir);
     for m in &members {
-        println!("cargo:rerun-if-changed={}", dir.join(m).join("src").display());
-        println!("cargo:rerun-if-changed={}", dir.join(m).join("Cargo.toml").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join(m).join("src").display()
+        );
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join(m).join("Cargo.toml").display()
+        );
         let build_rs = dir.join(m).join("build.rs");
         if build_rs.exists() {
             println!("cargo:rerun-if-changed={}", build_rs.display());
         }
     }
-    println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        dir.join("Cargo.toml").display()
+    );
     run_cargo(dir, target, &["--workspace"], env);
     members
 }
@@ -63,11 +92,24 @@ fn run_cargo(dir: &Path, target: &Path, args: &[&str], env: &[(&str, &str)]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(dir)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(target)
         .args(args);
     // Settings meant for the host build must not leak into the guest build.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WRAPPER", "CARGO_PROFILE_RELEASE_DEBUG"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
         cmd.env_remove(var);
     }
     for (k, v) in env {
@@ -83,7 +125,9 @@ fn run_cargo(dir: &Path, target: &Path, args: &[&str], env: &[(&str, &str)]) {
 }
 
 fn copy(target: &Path, name: &str, dest: &Path) {
-    let built = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+    let built = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
     let tmp = dest.with_extension("wasm.tmp");
     // Write then rename, so a running weir watching plugins/ sees one change.
     let bytes = std::fs::read(&built).unwrap_or_else(|e| panic!("{}: {e}", built.display()));

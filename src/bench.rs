@@ -72,7 +72,11 @@ impl Sink {
             let me = me.clone();
             async move {
                 if me.record_times.load(Ordering::Relaxed) {
-                    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
                     me.times.lock().expect("times").push((id, Instant::now()));
                 }
                 me.count.fetch_add(1, Ordering::Relaxed);
@@ -92,7 +96,11 @@ impl Sink {
                 break;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            anyhow::ensure!(!left.is_zero(), "only {} of {n} arrived in {limit:?}", self.count.load(Ordering::Relaxed));
+            anyhow::ensure!(
+                !left.is_zero(),
+                "only {} of {n} arrived in {limit:?}",
+                self.count.load(Ordering::Relaxed)
+            );
             let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
         }
         Ok(())
@@ -119,14 +127,20 @@ impl Running {
             "[server]\nlisten = \"127.0.0.1:0\"\n[delivery]\nallow_targets = [\"127.0.0.0/8\"]\n\n{config_body}"
         );
         std::fs::write(dir.path().join("config.toml"), text)?;
-        let config = Config::load(&dir.path().join("config.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config =
+            Config::load(&dir.path().join("config.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(crate::server::run(config, listener, async move {
             let _ = rx.await;
         }));
-        Ok(Running { url, stop: Some(tx), task, _dir: dir })
+        Ok(Running {
+            url,
+            stop: Some(tx),
+            task,
+            _dir: dir,
+        })
     }
 
     async fn stop(mut self) -> anyhow::Result<()> {
@@ -148,11 +162,19 @@ fn webhook(id: &str, url: &str, in_flight: usize) -> String {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let template: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&args.event).with_context(|| format!("reading {}", args.event.display()))?,
+        &std::fs::read_to_string(&args.event)
+            .with_context(|| format!("reading {}", args.event.display()))?,
     )?;
     let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
-    println!("weir bench — {} cores, weir {}", std::thread::available_parallelism().map_or(0, |n| n.get()), env!("CARGO_PKG_VERSION"));
-    println!("{:<58} {:>14} {:>18} {:>8}", "scenario", "weir", "ceiling (same run)", "ratio");
+    println!(
+        "weir bench — {} cores, weir {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "{:<58} {:>14} {:>18} {:>8}",
+        "scenario", "weir", "ceiling (same run)", "ratio"
+    );
     if wants("plugin") {
         plugin_call(&args)?;
     }
@@ -178,15 +200,25 @@ fn row(name: &str, weir: String, ceiling: String, ratio: Option<f64>) {
 
 fn plugin_call(args: &BenchArgs) -> anyhow::Result<()> {
     let host = Plugins::with_limits(
-        PluginLimits { timeout: Duration::from_secs(5), memory_bytes: 256 << 20 },
+        PluginLimits {
+            timeout: Duration::from_secs(5),
+            memory_bytes: 256 << 20,
+        },
         Default::default(),
     )?;
     let bytes = std::fs::read(&args.event)?;
     let event = envelope::parse_body(&bytes, now_millis())?.remove(0);
-    let request = Rendered { body: event.envelope_json(), headers: vec![] };
+    let request = Rendered {
+        body: event.envelope_json(),
+        headers: vec![],
+    };
     let app_scope = format!("{{\"form_ids\": [\"{FORM}\"]}}");
     let mut plugins = vec![(args.plugins_dir.join("app_scope.wasm"), app_scope, 20_000)];
-    plugins.extend(args.foreign.iter().map(|p| (p.clone(), args.foreign_config.clone(), 300)));
+    plugins.extend(
+        args.foreign
+            .iter()
+            .map(|p| (p.clone(), args.foreign_config.clone(), 300)),
+    );
     for (path, config, calls) in plugins {
         let started = Instant::now();
         let name = host.load_file(&path)?;
@@ -210,23 +242,40 @@ fn plugin_call(args: &BenchArgs) -> anyhow::Result<()> {
             format!("p99 {:.1} µs", p99.as_secs_f64() * 1e6),
             None,
         );
-        row(&format!("  compile {name} ({} KB), uncached", std::fs::metadata(&path)?.len() / 1024), format!("{:.2} s", compile.as_secs_f64()), String::new(), None);
+        row(
+            &format!(
+                "  compile {name} ({} KB), uncached",
+                std::fs::metadata(&path)?.len() / 1024
+            ),
+            format!("{:.2} s", compile.as_secs_f64()),
+            String::new(),
+            None,
+        );
     }
     Ok(())
 }
 
 /// Posts `bodies` to `url` with `concurrency` keep-alive connections.
-async fn blast(url: &str, bodies: Arc<Vec<String>>, concurrency: usize) -> anyhow::Result<Duration> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+async fn blast(
+    url: &str,
+    bodies: Arc<Vec<String>>,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, bodies, next, url) = (client.clone(), bodies.clone(), next.clone(), url.to_owned());
+        let (client, bodies, next, url) =
+            (client.clone(), bodies.clone(), next.clone(), url.to_owned());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(i) else { return Ok::<_, anyhow::Error>(()) };
+                let Some(body) = bodies.get(i) else {
+                    return Ok::<_, anyhow::Error>(());
+                };
                 let r = client
                     .post(&url)
                     .header("content-type", "application/json")
@@ -257,7 +306,10 @@ async fn end_to_end(args: &BenchArgs, template: &serde_json::Value) -> anyhow::R
     let sink = Sink::default();
     let url = sink.start().await?;
     // Ceiling: one event per POST, straight to the sink.
-    let single: Vec<String> = event_bodies(template, args.events, "c").iter().map(|e| e.to_string()).collect();
+    let single: Vec<String> = event_bodies(template, args.events, "c")
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     let ceiling = blast(&url, Arc::new(single), args.concurrency).await?;
     let ceiling_rate = args.events as f64 / ceiling.as_secs_f64();
     sink.count.store(0, Ordering::Relaxed);
@@ -268,7 +320,12 @@ async fn end_to_end(args: &BenchArgs, template: &serde_json::Value) -> anyhow::R
         .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
         .collect();
     let started = Instant::now();
-    let ingest = blast(&format!("{}/v1/events", weir.url), Arc::new(batches), args.concurrency).await?;
+    let ingest = blast(
+        &format!("{}/v1/events", weir.url),
+        Arc::new(batches),
+        args.concurrency,
+    )
+    .await?;
     sink.wait_for(args.events, Duration::from_secs(600)).await?;
     let total = started.elapsed();
     weir.stop().await?;
@@ -293,11 +350,16 @@ async fn fan_out(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
     let url = sink.start().await?;
     let per_hook = 4;
     let events = (2000 / args.fanout).max(20);
-    let single: Vec<String> = event_bodies(template, events * args.fanout, "c").iter().map(|e| e.to_string()).collect();
+    let single: Vec<String> = event_bodies(template, events * args.fanout, "c")
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     let ceiling = blast(&url, Arc::new(single), args.concurrency).await?;
     let ceiling_rate = (events * args.fanout) as f64 / ceiling.as_secs_f64();
     sink.count.store(0, Ordering::Relaxed);
-    let config: String = (0..args.fanout).map(|i| webhook(&format!("h{i}"), &url, per_hook)).collect();
+    let config: String = (0..args.fanout)
+        .map(|i| webhook(&format!("h{i}"), &url, per_hook))
+        .collect();
     let weir = Running::start(&config, &args.plugins_dir).await?;
     let batches: Vec<String> = event_bodies(template, events, "f")
         .chunks(10)
@@ -305,12 +367,16 @@ async fn fan_out(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
         .collect();
     let started = Instant::now();
     blast(&format!("{}/v1/events", weir.url), Arc::new(batches), 4).await?;
-    sink.wait_for(events * args.fanout, Duration::from_secs(600)).await?;
+    sink.wait_for(events * args.fanout, Duration::from_secs(600))
+        .await?;
     let total = started.elapsed();
     weir.stop().await?;
     let rate = (events * args.fanout) as f64 / total.as_secs_f64();
     row(
-        &format!("fan-out: {events} events x {} webhooks, each with a plugin", args.fanout),
+        &format!(
+            "fan-out: {events} events x {} webhooks, each with a plugin",
+            args.fanout
+        ),
         format!("{rate:.0} dl/s"),
         format!("{ceiling_rate:.0} req/s"),
         Some(rate / ceiling_rate),
@@ -333,7 +399,11 @@ async fn latency(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
     let mut tasks = Vec::new();
     for body in bodies {
         tick.tick().await;
-        let (client, url, acks) = (client.clone(), format!("{}/v1/events", weir.url), acks.clone());
+        let (client, url, acks) = (
+            client.clone(),
+            format!("{}/v1/events", weir.url),
+            acks.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let id = body["id"].as_str().unwrap_or_default().to_owned();
             let r = client.post(url).json(&body).send().await;
@@ -347,12 +417,17 @@ async fn latency(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
     }
     sink.wait_for(n, Duration::from_secs(120)).await?;
     weir.stop().await?;
-    let arrivals: std::collections::HashMap<String, Instant> = sink.times.lock().expect("times").iter().cloned().collect();
+    let arrivals: std::collections::HashMap<String, Instant> =
+        sink.times.lock().expect("times").iter().cloned().collect();
     let mut lat: Vec<Duration> = acks
         .lock()
         .expect("acks")
         .iter()
-        .filter_map(|(id, acked)| arrivals.get(id).map(|a| a.saturating_duration_since(*acked)))
+        .filter_map(|(id, acked)| {
+            arrivals
+                .get(id)
+                .map(|a| a.saturating_duration_since(*acked))
+        })
         .collect();
     lat.sort();
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
@@ -367,7 +442,9 @@ async fn latency(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
 
 async fn idle_memory(args: &BenchArgs) -> anyhow::Result<()> {
     let before = rss_kib();
-    let config: String = (0..1000).map(|i| webhook(&format!("idle{i}"), "https://example.com/hook", 32)).collect();
+    let config: String = (0..1000)
+        .map(|i| webhook(&format!("idle{i}"), "https://example.com/hook", 32))
+        .collect();
     let weir = Running::start(&config, &args.plugins_dir).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = rss_kib();
@@ -384,7 +461,11 @@ async fn idle_memory(args: &BenchArgs) -> anyhow::Result<()> {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         .unwrap_or(0)
 }

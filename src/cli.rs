@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "weir", version, about = "WebAssembly-pluggable webhook event router")]
+#[command(
+    name = "weir",
+    version,
+    about = "WebAssembly-pluggable webhook event router"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]

@@ -1,7 +1,8 @@
 //! Prometheus metrics, registered once per server and rendered at `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -32,28 +33,67 @@ impl Metrics {
             c
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
-            let buckets = vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("metric");
+            let buckets = vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ];
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("metric");
             registry.register(Box::new(h.clone())).expect("register");
             h
         };
         let queue_depth = IntGaugeVec::new(
-            Opts::new("weir_queue_depth", "Pending and retrying deliveries per webhook"),
+            Opts::new(
+                "weir_queue_depth",
+                "Pending and retrying deliveries per webhook",
+            ),
             &["webhook"],
         )
         .expect("metric");
-        registry.register(Box::new(queue_depth.clone())).expect("register");
+        registry
+            .register(Box::new(queue_depth.clone()))
+            .expect("register");
         Metrics {
-            events_received: counter("weir_events_received_total", "Events received on /v1/events"),
+            events_received: counter(
+                "weir_events_received_total",
+                "Events received on /v1/events",
+            ),
             events_accepted: counter("weir_events_accepted_total", "Events durably stored"),
-            events_duplicate: counter("weir_events_duplicate_total", "Events recognised as retries inside the dedup window"),
-            events_rejected: counter_vec("weir_events_rejected_total", "Ingest requests refused", &["reason"]),
-            deliveries: counter_vec("weir_deliveries_total", "Delivery outcomes by webhook", &["webhook", "outcome"]),
-            attempt_seconds: histogram("weir_attempt_duration_seconds", "HTTP attempt latency", &["webhook"]),
+            events_duplicate: counter(
+                "weir_events_duplicate_total",
+                "Events recognised as retries inside the dedup window",
+            ),
+            events_rejected: counter_vec(
+                "weir_events_rejected_total",
+                "Ingest requests refused",
+                &["reason"],
+            ),
+            deliveries: counter_vec(
+                "weir_deliveries_total",
+                "Delivery outcomes by webhook",
+                &["webhook", "outcome"],
+            ),
+            attempt_seconds: histogram(
+                "weir_attempt_duration_seconds",
+                "HTTP attempt latency",
+                &["webhook"],
+            ),
             queue_depth,
-            plugin_calls: counter_vec("weir_plugin_calls_total", "Plugin calls by plugin and result", &["plugin", "result"]),
-            plugin_seconds: histogram("weir_plugin_call_duration_seconds", "Plugin call latency", &["plugin"]),
-            reloads: counter_vec("weir_reloads_total", "Config and plugin reloads", &["kind", "result"]),
+            plugin_calls: counter_vec(
+                "weir_plugin_calls_total",
+                "Plugin calls by plugin and result",
+                &["plugin", "result"],
+            ),
+            plugin_seconds: histogram(
+                "weir_plugin_call_duration_seconds",
+                "Plugin call latency",
+                &["plugin"],
+            ),
+            reloads: counter_vec(
+                "weir_reloads_total",
+                "Config and plugin reloads",
+                &["kind", "result"],
+            ),
             registry,
         }
     }

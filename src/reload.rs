@@ -37,7 +37,8 @@ enum Changed {
 pub async fn watch(app: Arc<App>, stop: CancellationToken) {
     let config = app.config.load_full();
     let config_path = std::fs::canonicalize(&config.path).unwrap_or(config.path.clone());
-    let plugins_dir = std::fs::canonicalize(&config.server.plugins_dir).unwrap_or(config.server.plugins_dir.clone());
+    let plugins_dir = std::fs::canonicalize(&config.server.plugins_dir)
+        .unwrap_or(config.server.plugins_dir.clone());
     let (tx, mut rx) = mpsc::channel::<Changed>(64);
     let watched = (config_path.clone(), plugins_dir.clone());
     let handler = move |res: notify::Result<notify::Event>| {
@@ -59,7 +60,10 @@ pub async fn watch(app: Arc<App>, stop: CancellationToken) {
             return;
         }
     };
-    let config_dir = config_path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let config_dir = config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     for dir in [&config_dir, &plugins_dir] {
         if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
             warn!(dir = %dir.display(), error = %e, "cannot watch directory; live reload is off for it");
@@ -73,7 +77,8 @@ pub async fn watch(app: Arc<App>, stop: CancellationToken) {
             Some(kind) = rx.recv() => kind,
             _ = stop.cancelled() => return,
         };
-        let (mut config_changed, mut plugins_changed) = (first == Changed::Config, first == Changed::Plugins);
+        let (mut config_changed, mut plugins_changed) =
+            (first == Changed::Config, first == Changed::Plugins);
         // Debounce: wait for SETTLE of quiet.
         loop {
             tokio::select! {
@@ -96,14 +101,19 @@ pub async fn watch(app: Arc<App>, stop: CancellationToken) {
 
 fn classify(path: &Path, config: &Path, plugins_dir: &Path) -> Option<Changed> {
     let name = path.file_name()?.to_str()?;
-    if name.starts_with('.') || name.ends_with('~') || name.ends_with(".tmp") || name.ends_with(".swp") {
+    if name.starts_with('.')
+        || name.ends_with('~')
+        || name.ends_with(".tmp")
+        || name.ends_with(".swp")
+    {
         return None;
     }
     let parent = path.parent()?;
     if parent == plugins_dir && name.ends_with(".wasm") {
         return Some(Changed::Plugins);
     }
-    if Some(name) == config.file_name().and_then(|n| n.to_str()) && Some(parent) == config.parent() {
+    if Some(name) == config.file_name().and_then(|n| n.to_str()) && Some(parent) == config.parent()
+    {
         return Some(Changed::Config);
     }
     None
@@ -112,13 +122,24 @@ fn classify(path: &Path, config: &Path, plugins_dir: &Path) -> Option<Changed> {
 async fn rescan_plugins(app: &Arc<App>) {
     let dir = app.config.load().server.plugins_dir.clone();
     let plugins = app.plugins.clone();
-    let changes = tokio::task::spawn_blocking(move || plugins.rescan(&dir)).await.unwrap_or_default();
+    let changes = tokio::task::spawn_blocking(move || plugins.rescan(&dir))
+        .await
+        .unwrap_or_default();
     for change in changes {
-        let result = if change.error.is_some() { "error" } else { "ok" };
-        app.metrics.reloads.with_label_values(&["plugin", result]).inc();
+        let result = if change.error.is_some() {
+            "error"
+        } else {
+            "ok"
+        };
+        app.metrics
+            .reloads
+            .with_label_values(&["plugin", result])
+            .inc();
         match &change.error {
             None => info!(plugin = %change.name, what = %change.what, "plugin reloaded"),
-            Some(e) => warn!(plugin = %change.name, error = %e, "plugin change rejected; the previous version keeps serving"),
+            Some(e) => {
+                warn!(plugin = %change.name, error = %e, "plugin change rejected; the previous version keeps serving")
+            }
         }
     }
 }
@@ -147,13 +168,19 @@ pub async fn reload_config(app: &Arc<App>) {
     app.plugins.set_limits(new.plugins);
     app.deliverer.reconcile(Some(&old), &new).await;
     *app.reload_status.last_error.lock().expect("reload status") = None;
-    app.metrics.reloads.with_label_values(&["config", "ok"]).inc();
+    app.metrics
+        .reloads
+        .with_label_values(&["config", "ok"])
+        .inc();
     info!(changes = %summary.join("; "), "config reloaded");
 }
 
 fn reject(app: &App, problem: String) {
     error!(error = %problem, "config change rejected; the previous config keeps running");
-    app.metrics.reloads.with_label_values(&["config", "error"]).inc();
+    app.metrics
+        .reloads
+        .with_label_values(&["config", "error"])
+        .inc();
     *app.reload_status.last_error.lock().expect("reload status") = Some(problem);
 }
 
@@ -173,7 +200,11 @@ fn immutable_unchanged(old: &Config, new: &Config) -> Result<(), String> {
     if changed.is_empty() {
         Ok(())
     } else {
-        Err(format!("{}: {} can only change with a restart", new.path.display(), changed.join(", ")))
+        Err(format!(
+            "{}: {} can only change with a restart",
+            new.path.display(),
+            changed.join(", ")
+        ))
     }
 }
 
@@ -183,9 +214,15 @@ fn summarize(old: &Config, new: &Config) -> Vec<String> {
     for hook in &new.webhooks {
         match old.webhook(&hook.id) {
             None => out.push(format!("added {}", hook.id)),
-            Some(before) if before.active && !hook.active => out.push(format!("deactivated {}", hook.id)),
-            Some(before) if !before.active && hook.active => out.push(format!("activated {}", hook.id)),
-            Some(before) if format!("{before:?}") != format!("{hook:?}") => out.push(format!("changed {}", hook.id)),
+            Some(before) if before.active && !hook.active => {
+                out.push(format!("deactivated {}", hook.id))
+            }
+            Some(before) if !before.active && hook.active => {
+                out.push(format!("activated {}", hook.id))
+            }
+            Some(before) if format!("{before:?}") != format!("{hook:?}") => {
+                out.push(format!("changed {}", hook.id))
+            }
             Some(_) => {}
         }
     }
@@ -194,7 +231,9 @@ fn summarize(old: &Config, new: &Config) -> Vec<String> {
             out.push(format!("removed {}", hook.id));
         }
     }
-    if format!("{:?}", old.server) != format!("{:?}", new.server) || format!("{:?}", old.plugins) != format!("{:?}", new.plugins) {
+    if format!("{:?}", old.server) != format!("{:?}", new.server)
+        || format!("{:?}", old.plugins) != format!("{:?}", new.plugins)
+    {
         out.push("server/plugin settings".into());
     }
     out

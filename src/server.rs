@@ -68,13 +68,11 @@ pub async fn run_with_clock(
     if !addr.ip().is_loopback() && config.server.admin_token.is_none() {
         warn!(%addr, "listening on a non-loopback address WITHOUT an admin token: anyone who can reach it can read the delivery log and replay deliveries; set [server] admin_token or WEIR_ADMIN_TOKEN");
     }
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.server.data_dir).context("opening the store")?,
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&config.server.data_dir).context("opening the store")?);
     let metrics = Arc::new(Metrics::new());
-    let plugins = Arc::new(
-        Plugins::new(&config, metrics.clone()).context("starting the plugin host")?,
-    );
+    let plugins =
+        Arc::new(Plugins::new(&config, metrics.clone()).context("starting the plugin host")?);
     std::fs::create_dir_all(&config.server.plugins_dir)
         .with_context(|| format!("creating {}", config.server.plugins_dir.display()))?;
     for change in plugins.load_dir(&config.server.plugins_dir) {
@@ -95,7 +93,11 @@ pub async fn run_with_clock(
         metrics: metrics.clone(),
         clock: clock.clone(),
     });
-    let deliverer = Arc::new(Deliverer::new(shared, tracker.clone(), stop_workers.clone()));
+    let deliverer = Arc::new(Deliverer::new(
+        shared,
+        tracker.clone(),
+        stop_workers.clone(),
+    ));
     deliverer.start().await.context("starting the deliverer")?;
     let app = Arc::new(App {
         config: config.clone(),
@@ -120,7 +122,10 @@ pub async fn run_with_clock(
     serve.await.context("serving HTTP")?;
     stop_workers.cancel();
     tracker.close();
-    if tokio::time::timeout(DRAIN_DEADLINE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(DRAIN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
         warn!("attempts still in flight at the shutdown deadline; they will be retried on restart");
     }
     drop(app);
@@ -143,12 +148,25 @@ pub fn routes(app: Arc<App>) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), require_admin));
     Router::new()
         .route("/v1/events", post(ingest::post_events))
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/metrics", get(metrics))
         .merge(admin_routes)
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            )
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
         })
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()
@@ -160,12 +178,21 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     if let Ok(depths) = app.store.queue_depths().await {
         app.metrics.queue_depth.reset();
         for hook in &app.config.load().webhooks {
-            let n = depths.iter().find(|(id, _)| id == &hook.id).map_or(0, |(_, n)| *n);
-            app.metrics.queue_depth.with_label_values(&[hook.id.as_str()]).set(n as i64);
+            let n = depths
+                .iter()
+                .find(|(id, _)| id == &hook.id)
+                .map_or(0, |(_, n)| *n);
+            app.metrics
+                .queue_depth
+                .with_label_values(&[hook.id.as_str()])
+                .set(n as i64);
         }
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         app.metrics.render(),
     )
         .into_response()

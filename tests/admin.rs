@@ -18,14 +18,18 @@ async fn delivery_log_pages_newest_first_and_rejects_bad_filters() {
     let sub = Receiver::start().await;
     let weir = Weir::start(&hook("log", &sub.url("/"), ""), &[]).await;
     for i in 0..5 {
-        weir.send(&json!({"id": format!("p{i}"), "type": "a.b", "data": i})).await;
+        weir.send(&json!({"id": format!("p{i}"), "type": "a.b", "data": i}))
+            .await;
     }
     sub.wait_for(5).await;
-    weir.wait_deliveries("webhook=log&status=delivered", |r| r.len() == 5).await;
+    weir.wait_deliveries("webhook=log&status=delivered", |r| r.len() == 5)
+        .await;
     let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (status, page) = weir.get(&format!("/v1/deliveries?webhook=log&limit=2{cursor}")).await;
+        let (status, page) = weir
+            .get(&format!("/v1/deliveries?webhook=log&limit=2{cursor}"))
+            .await;
         assert_eq!(status, 200, "{page}");
         for d in page["deliveries"].as_array().unwrap() {
             seen.push(d["event_id"].as_str().unwrap().to_owned());
@@ -38,13 +42,22 @@ async fn delivery_log_pages_newest_first_and_rejects_bad_filters() {
     assert_eq!(seen, ["p4", "p3", "p2", "p1", "p0"]);
     let (_, by_event) = weir.get("/v1/deliveries?event=p2").await;
     assert_eq!(by_event["deliveries"].as_array().unwrap().len(), 1);
-    for bad in ["status=lost", "limit=0", "limit=many", "after=nope", "colour=red"] {
+    for bad in [
+        "status=lost",
+        "limit=0",
+        "limit=many",
+        "after=nope",
+        "colour=red",
+    ] {
         let (status, body) = weir.get(&format!("/v1/deliveries?{bad}")).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"]["message"].as_str().is_some(), "{bad}: {body}");
     }
     let (status, body) = weir.get("/v1/deliveries/dlv_nope").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, _) = weir.get("/v1/webhooks/nope").await;
     assert_eq!(status, 404);
     weir.stop().await;
@@ -55,14 +68,25 @@ async fn replay_sends_again_once_even_when_asked_concurrently() {
     let sub = Receiver::start().await;
     sub.script([Reply::Status(500)]);
     let weir = Weir::start(&hook("r", &sub.url("/"), "max_retries = 0"), &[]).await;
-    weir.send(&json!({"id": "once", "type": "a.b", "data": 1})).await;
-    let rows = weir.wait_deliveries("webhook=r&status=dead", |r| r.len() == 1).await;
+    weir.send(&json!({"id": "once", "type": "a.b", "data": 1}))
+        .await;
+    let rows = weir
+        .wait_deliveries("webhook=r&status=dead", |r| r.len() == 1)
+        .await;
     let id = rows[0]["id"].as_str().unwrap().to_owned();
     // Ten replays at once: one wins, the rest find it already queued.
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let url = format!("{}/v1/deliveries/{id}/replay", weir.url);
-        tasks.push(tokio::spawn(async move { reqwest::Client::new().post(url).send().await.unwrap().status().as_u16() }));
+        tasks.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
     }
     let mut codes = Vec::new();
     for t in tasks {
@@ -71,13 +95,16 @@ async fn replay_sends_again_once_even_when_asked_concurrently() {
     codes.sort();
     assert_eq!(codes.iter().filter(|c| **c == 202).count(), 1, "{codes:?}");
     assert!(codes.iter().all(|c| *c == 202 || *c == 409), "{codes:?}");
-    weir.wait_deliveries("webhook=r&status=delivered", |r| r.len() == 1).await;
+    weir.wait_deliveries("webhook=r&status=delivered", |r| r.len() == 1)
+        .await;
     assert_eq!(sub.count(), 2, "one failure, one replay");
     let got = sub.received();
     assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
     assert_eq!(got[0].body, got[1].body);
     // Replaying a delivered delivery sends it once more.
-    let (status, _) = weir.post(&format!("/v1/deliveries/{id}/replay"), None).await;
+    let (status, _) = weir
+        .post(&format!("/v1/deliveries/{id}/replay"), None)
+        .await;
     assert_eq!(status, 202);
     sub.wait_for(3).await;
     weir.stop().await;
@@ -87,18 +114,41 @@ async fn replay_sends_again_once_even_when_asked_concurrently() {
 async fn bulk_replay_of_dead_deliveries() {
     let sub = Receiver::start().await;
     sub.script((0..4).map(|_| Reply::Status(500)));
-    let weir = Weir::start(&hook("bulk", &sub.url("/"), "max_retries = 0\nmax_in_flight = 1"), &[]).await;
+    let weir = Weir::start(
+        &hook("bulk", &sub.url("/"), "max_retries = 0\nmax_in_flight = 1"),
+        &[],
+    )
+    .await;
     weir.send(&events(4, "a.b", "o")).await;
-    weir.wait_deliveries("webhook=bulk&status=dead", |r| r.len() == 4).await;
-    let (status, body) = weir.post("/v1/replay", Some(json!({"webhook": "bulk", "status": "dead"}))).await;
+    weir.wait_deliveries("webhook=bulk&status=dead", |r| r.len() == 4)
+        .await;
+    let (status, body) = weir
+        .post(
+            "/v1/replay",
+            Some(json!({"webhook": "bulk", "status": "dead"})),
+        )
+        .await;
     assert_eq!((status, body["replayed"].as_u64()), (202, Some(4)));
-    weir.wait_deliveries("webhook=bulk&status=delivered", |r| r.len() == 4).await;
-    let (status, _) = weir.post("/v1/replay", Some(json!({"webhook": "bulk", "status": "delivered"}))).await;
+    weir.wait_deliveries("webhook=bulk&status=delivered", |r| r.len() == 4)
+        .await;
+    let (status, _) = weir
+        .post(
+            "/v1/replay",
+            Some(json!({"webhook": "bulk", "status": "delivered"})),
+        )
+        .await;
     assert_eq!(status, 400);
-    let (status, body) = weir.post("/v1/replay", Some(json!({"webhook": "ghost", "status": "dead"}))).await;
+    let (status, body) = weir
+        .post(
+            "/v1/replay",
+            Some(json!({"webhook": "ghost", "status": "dead"})),
+        )
+        .await;
     assert_eq!(status, 409, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("ghost"));
-    let (status, _) = weir.post("/v1/replay", Some(json!({"webhook": "bulk"}))).await;
+    let (status, _) = weir
+        .post("/v1/replay", Some(json!({"webhook": "bulk"})))
+        .await;
     assert_eq!(status, 400);
     weir.stop().await;
 }
@@ -110,9 +160,17 @@ async fn test_send_and_webhook_state() {
     let (status, body) = weir.post("/v1/webhooks/t/test", None).await;
     assert_eq!(status, 202, "{body}");
     let got = sub.wait_for(1).await.remove(0);
-    assert_eq!(got.json()["type"], "weir.test", "a test send bypasses the event filter");
+    assert_eq!(
+        got.json()["type"],
+        "weir.test",
+        "a test send bypasses the event filter"
+    );
     let id = body["delivery_id"].as_str().unwrap();
-    weir.wait_deliveries("webhook=t", |r| r.iter().any(|d| d["id"] == id && d["status"] == "delivered")).await;
+    weir.wait_deliveries("webhook=t", |r| {
+        r.iter()
+            .any(|d| d["id"] == id && d["status"] == "delivered")
+    })
+    .await;
     let (_, hooks) = weir.get("/v1/webhooks").await;
     let t = &hooks["webhooks"][0];
     assert_eq!(t["id"], "t");
@@ -135,7 +193,13 @@ async fn tokens_guard_ingest_and_admin_routes() {
     let weir = Weir::start_with(&config, &[]).await;
     let client = reqwest::Client::new();
     let ev = json!({"type": "a.b", "data": 1});
-    for token in [None, Some("wrong"), Some("admin-secret"), Some("ingest-secre"), Some("ingest-secret2")] {
+    for token in [
+        None,
+        Some("wrong"),
+        Some("admin-secret"),
+        Some("ingest-secre"),
+        Some("ingest-secret2"),
+    ] {
         let mut req = client.post(format!("{}/v1/events", weir.url)).json(&ev);
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -145,9 +209,20 @@ async fn tokens_guard_ingest_and_admin_routes() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"]["message"], "missing or wrong bearer token");
     }
-    let res = client.post(format!("{}/v1/events", weir.url)).bearer_auth("ingest-secret").json(&ev).send().await.unwrap();
+    let res = client
+        .post(format!("{}/v1/events", weir.url))
+        .bearer_auth("ingest-secret")
+        .json(&ev)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 202);
-    for path in ["/v1/webhooks", "/v1/webhooks/a", "/v1/deliveries", "/v1/plugins"] {
+    for path in [
+        "/v1/webhooks",
+        "/v1/webhooks/a",
+        "/v1/deliveries",
+        "/v1/plugins",
+    ] {
         for token in [None, Some("wrong"), Some("ingest-secret")] {
             let mut req = client.get(format!("{}{path}", weir.url));
             if let Some(t) = token {
@@ -159,15 +234,39 @@ async fn tokens_guard_ingest_and_admin_routes() {
             assert!(!text.contains("\"a\""), "{path} leaked data: {text}");
         }
     }
-    for path in ["/v1/webhooks/a/test", "/v1/replay", "/v1/deliveries/dlv_x/replay"] {
-        let res = client.post(format!("{}{path}", weir.url)).send().await.unwrap();
+    for path in [
+        "/v1/webhooks/a/test",
+        "/v1/replay",
+        "/v1/deliveries/dlv_x/replay",
+    ] {
+        let res = client
+            .post(format!("{}{path}", weir.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 401, "{path}");
     }
     let (status, _) = weir.get("/v1/webhooks").await;
     assert_eq!(status, 200, "the right admin token works");
     // Health and metrics stay open.
-    assert_eq!(client.get(format!("{}/healthz", weir.url)).send().await.unwrap().status(), 200);
-    assert_eq!(client.get(format!("{}/metrics", weir.url)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", weir.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/metrics", weir.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     weir.stop().await;
 }
 
@@ -178,8 +277,14 @@ async fn metrics_count_events_and_outcomes() {
     let weir = Weir::start(&hook("m", &sub.url("/"), ""), &[]).await;
     weir.send(&events(3, "a.b", "o")).await;
     let _ = weir.post_raw("{").await;
-    weir.wait_deliveries("webhook=m&status=delivered", |r| r.len() == 3).await;
-    let text = reqwest::get(format!("{}/metrics", weir.url)).await.unwrap().text().await.unwrap();
+    weir.wait_deliveries("webhook=m&status=delivered", |r| r.len() == 3)
+        .await;
+    let text = reqwest::get(format!("{}/metrics", weir.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for line in [
         "weir_events_received_total 3",
         "weir_events_accepted_total 3",
@@ -188,7 +293,10 @@ async fn metrics_count_events_and_outcomes() {
         "weir_deliveries_total{outcome=\"retrying\",webhook=\"m\"} 1",
         "weir_queue_depth{webhook=\"m\"} 0",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
     }
     assert!(text.contains("weir_attempt_duration_seconds_bucket{webhook=\"m\""));
     weir.stop().await;
@@ -202,8 +310,14 @@ async fn rate_limit_spaces_attempts() {
     let got = sub.wait_for(11).await;
     let span = got[10].at - got[0].at;
     // 11 attempts at 10/s need at least one second between the first and the last.
-    assert!(span >= Duration::from_millis(950), "11 attempts took only {span:?}");
-    let gaps: Vec<u128> = got.windows(2).map(|w| (w[1].at - w[0].at).as_millis()).collect();
+    assert!(
+        span >= Duration::from_millis(950),
+        "11 attempts took only {span:?}"
+    );
+    let gaps: Vec<u128> = got
+        .windows(2)
+        .map(|w| (w[1].at - w[0].at).as_millis())
+        .collect();
     eprintln!("measured gaps between attempts at 10/s (ms): {gaps:?}");
     weir.stop().await;
 }
@@ -216,22 +330,33 @@ async fn continuous_failure_disables_after_the_configured_hours() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.toml"),
-        format!("{}{}", preamble(), hook("down", &sub.url("/"), "disable_after_hours = 2\nretry_delays_secs = [3600]")),
+        format!(
+            "{}{}",
+            preamble(),
+            hook(
+                "down",
+                &sub.url("/"),
+                "disable_after_hours = 2\nretry_delays_secs = [3600]"
+            )
+        ),
     )
     .unwrap();
     let weir = Weir::boot_with_clock(dir, clock.clone()).await;
-    weir.send(&json!({"id": "f1", "type": "a.b", "data": 1})).await;
+    weir.send(&json!({"id": "f1", "type": "a.b", "data": 1}))
+        .await;
     sub.wait_for(1).await;
     // An hour later (by the injected clock) it fails again: still enabled.
     // A new event wakes the worker, which also retries the first one.
     clock.advance(Duration::from_secs(3600));
-    weir.send(&json!({"id": "f2", "type": "a.b", "data": 1})).await;
+    weir.send(&json!({"id": "f2", "type": "a.b", "data": 1}))
+        .await;
     sub.wait_for(3).await;
     let (_, v) = weir.get("/v1/webhooks/down").await;
     assert_eq!(v["active"], true, "{v}");
     // Two hours after the first failure, the next failure disables it.
     clock.advance(Duration::from_secs(3600));
-    weir.send(&json!({"id": "f3", "type": "a.b", "data": 1})).await;
+    weir.send(&json!({"id": "f3", "type": "a.b", "data": 1}))
+        .await;
     sub.wait_for(4).await;
     let v = eventually("auto-disable", async || {
         let (_, v) = weir.get("/v1/webhooks/down").await;
@@ -241,7 +366,12 @@ async fn continuous_failure_disables_after_the_configured_hours() {
     assert_eq!(v["disabled_reason"], "failing continuously for 2 hours");
     // Its delivery is kept (retrying), not canceled.
     let (_, log) = weir.get("/v1/deliveries?webhook=down").await;
-    let states: Vec<&str> = log["deliveries"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap()).collect();
+    let states: Vec<&str> = log["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
     assert!(states.iter().all(|s| *s == "retrying"), "{states:?}");
     weir.stop().await;
 }
@@ -258,27 +388,65 @@ async fn cli_send_deliveries_and_replay() {
         let url = url.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                std::process::Command::new(env!("CARGO_BIN_EXE_weir")).args(&args).arg("--url").arg(&url).output().unwrap()
+                std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+                    .args(&args)
+                    .arg("--url")
+                    .arg(&url)
+                    .output()
+                    .unwrap()
             })
             .await
             .unwrap()
         }
     };
     let out = run(vec!["send".into(), file.display().to_string()]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "accepted 2 events");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "accepted 2 events"
+    );
     sub.wait_for(2).await;
-    let dead = weir.wait_deliveries("webhook=cli&status=dead", |r| r.len() == 1).await;
-    let out = run(vec!["deliveries".into(), "--webhook".into(), "cli".into(), "--status".into(), "dead".into()]).await;
+    let dead = weir
+        .wait_deliveries("webhook=cli&status=dead", |r| r.len() == 1)
+        .await;
+    let out = run(vec![
+        "deliveries".into(),
+        "--webhook".into(),
+        "cli".into(),
+        "--status".into(),
+        "dead".into(),
+    ])
+    .await;
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.starts_with("DELIVERY"), "{table}");
-    assert!(table.contains(dead[0]["id"].as_str().unwrap()) && table.contains("HTTP 500"), "{table}");
+    assert!(
+        table.contains(dead[0]["id"].as_str().unwrap()) && table.contains("HTTP 500"),
+        "{table}"
+    );
     let out = run(vec!["deliveries".into(), "--json".into()]).await;
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["deliveries"].as_array().unwrap().len(), 2);
-    let out = run(vec!["replay".into(), "--webhook".into(), "cli".into(), "--status".into(), "dead".into()]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "replayed 1 deliveries");
+    let out = run(vec![
+        "replay".into(),
+        "--webhook".into(),
+        "cli".into(),
+        "--status".into(),
+        "dead".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "replayed 1 deliveries"
+    );
     sub.wait_for(3).await;
     let out = run(vec!["replay".into(), "dlv_missing".into()]).await;
     assert_eq!(out.status.code(), Some(1));

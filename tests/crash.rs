@@ -32,7 +32,10 @@ fn spawn(dir: &std::path::Path) -> Process {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if !sent {
                 if let Some(i) = line.find("addr=") {
-                    let addr: String = line[i + 5..].chars().take_while(|c| !c.is_whitespace()).collect();
+                    let addr: String = line[i + 5..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
                     let _ = tx.send(addr);
                     sent = true;
                 }
@@ -40,7 +43,10 @@ fn spawn(dir: &std::path::Path) -> Process {
         }
     });
     let addr = rx.recv_timeout(PATIENCE).expect("weir printed its address");
-    Process { child, url: format!("http://{addr}") }
+    Process {
+        child,
+        url: format!("http://{addr}"),
+    }
 }
 
 fn config(dir: &std::path::Path, sub: &Receiver) -> std::path::PathBuf {
@@ -73,11 +79,21 @@ async fn kill_9_during_load_loses_no_accepted_event() {
             let batch: Vec<Value> = (0..25)
                 .map(|i| json!({"id": format!("k{}", next + i), "type": "record.create", "data": {"n": next + i}}))
                 .collect();
-            let res = client.post(format!("{}/v1/events", weir.url)).json(&batch).send().await;
+            let res = client
+                .post(format!("{}/v1/events", weir.url))
+                .json(&batch)
+                .send()
+                .await;
             if let Ok(r) = res {
                 if r.status() == 202 {
                     let body: Value = r.json().await.unwrap();
-                    accepted.extend(body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()));
+                    accepted.extend(
+                        body["ids"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.as_str().unwrap().to_owned()),
+                    );
                 }
             }
             next += 25;
@@ -92,18 +108,27 @@ async fn kill_9_during_load_loses_no_accepted_event() {
             // Last round: let it drain, then check.
             let want: std::collections::HashSet<String> = accepted.iter().cloned().collect();
             sub.wait_until(|r| {
-                let got: std::collections::HashSet<&str> = r.iter().map(|x| x.header("webhook-id")).collect();
+                let got: std::collections::HashSet<&str> =
+                    r.iter().map(|x| x.header("webhook-id")).collect();
                 want.iter().all(|id| got.contains(id.as_str()))
             })
             .await;
             let got = sub.received();
             let dupes = got.len() - want.len();
-            eprintln!("accepted {} events over {KILLS} kills; {} arrivals, {dupes} duplicates (at-least-once)", want.len(), got.len());
+            eprintln!(
+                "accepted {} events over {KILLS} kills; {} arrivals, {dupes} duplicates (at-least-once)",
+                want.len(),
+                got.len()
+            );
             weir.child.kill().unwrap();
             weir.child.wait().unwrap();
         }
     }
-    assert!(accepted.len() >= PER_ROUND * 2, "the load actually ran: {}", accepted.len());
+    assert!(
+        accepted.len() >= PER_ROUND * 2,
+        "the load actually ran: {}",
+        accepted.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +150,9 @@ async fn sigterm_finishes_in_flight_attempts_and_exits_cleanly() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     unsafe { libc::kill(weir.child.id() as i32, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || weir.child.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || weir.child.wait().unwrap())
+        .await
+        .unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(sub.count(), 1, "the in-flight attempt finished before exit");
     assert!(started.elapsed() < Duration::from_secs(20));

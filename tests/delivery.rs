@@ -14,8 +14,13 @@ fn hook(id: &str, url: &str, extra: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_fan_out_to_exactly_the_matching_webhooks() {
-    let (records, forms, org7, everything, inactive) =
-        (Receiver::start().await, Receiver::start().await, Receiver::start().await, Receiver::start().await, Receiver::start().await);
+    let (records, forms, org7, everything, inactive) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
     let config = [
         hook("records", &records.url("/r"), "events = [\"record.*\"]"),
         hook("forms", &forms.url("/f"), "events = [\"form.create\"]"),
@@ -33,7 +38,11 @@ async fn events_fan_out_to_exactly_the_matching_webhooks() {
     ]))
     .await;
     let ids = |r: &Receiver| {
-        let mut v: Vec<String> = r.received().iter().map(|x| x.header("webhook-id").to_owned()).collect();
+        let mut v: Vec<String> = r
+            .received()
+            .iter()
+            .map(|x| x.header("webhook-id").to_owned())
+            .collect();
         v.sort();
         v
     };
@@ -42,7 +51,8 @@ async fn events_fan_out_to_exactly_the_matching_webhooks() {
     forms.wait_for(1).await;
     org7.wait_for(2).await;
     // Everything that will arrive has arrived once the log shows no live delivery.
-    weir.wait_deliveries("status=pending", |r| r.is_empty()).await;
+    weir.wait_deliveries("status=pending", |r| r.is_empty())
+        .await;
     assert_eq!(ids(&everything), ["a", "b", "c", "d"]);
     assert_eq!(ids(&records), ["a", "d"]);
     assert_eq!(ids(&forms), ["b"]);
@@ -62,13 +72,23 @@ async fn fails_twice_then_succeeds_with_the_same_webhook_id() {
     assert_eq!(ids, ["evt_1"]);
     let got = sub.wait_for(3).await;
     assert!(got.iter().all(|r| r.header("webhook-id") == "evt_1"));
-    assert!(got.iter().all(|r| r.body == got[0].body), "every retry carries the same body");
-    let rows = weir.wait_deliveries("webhook=flaky", |r| r.len() == 1 && r[0]["status"] == "delivered").await;
+    assert!(
+        got.iter().all(|r| r.body == got[0].body),
+        "every retry carries the same body"
+    );
+    let rows = weir
+        .wait_deliveries("webhook=flaky", |r| {
+            r.len() == 1 && r[0]["status"] == "delivered"
+        })
+        .await;
     let id = rows[0]["id"].as_str().unwrap();
     let (status, detail) = weir.get(&format!("/v1/deliveries/{id}")).await;
     assert_eq!(status, 200);
     let attempts = detail["attempt_log"].as_array().unwrap();
-    let codes: Vec<u64> = attempts.iter().map(|a| a["status"].as_u64().unwrap()).collect();
+    let codes: Vec<u64> = attempts
+        .iter()
+        .map(|a| a["status"].as_u64().unwrap())
+        .collect();
     assert_eq!(codes, [500, 503, 200]);
     assert_eq!(detail["attempts"], 3);
     assert_eq!(attempts[2]["response"], "ok");
@@ -80,7 +100,8 @@ async fn body_and_headers_are_the_signed_envelope() {
     let sub = Receiver::start().await;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let rotated = "whsec_c2Vjb25kLXNlY3JldC1mb3ItdGVzdHM=";
-    let extra = format!("secrets = [\"{secret}\", \"{rotated}\"]\nheaders = {{ \"x-api-key\" = \"k1\" }}");
+    let extra =
+        format!("secrets = [\"{secret}\", \"{rotated}\"]\nheaders = {{ \"x-api-key\" = \"k1\" }}");
     let weir = Weir::start(&hook("signed", &sub.url("/in"), &extra), &[]).await;
     let sent = r#"{"id":"evt_sig","type":"record.create","owner_id":"org_42","data":{"b": [1, 2],  "a":"é"},"occurred_at":"2026-11-20T14:03:11Z"}"#;
     let (status, _) = weir.post_raw(sent).await;
@@ -92,7 +113,10 @@ async fn body_and_headers_are_the_signed_envelope() {
         r#"{"id":"evt_sig","type":"record.create","owner_id":"org_42","data":{"b": [1, 2],  "a":"é"},"occurred_at":"2026-11-20T14:03:11Z"}"#
     );
     assert_eq!(got.header("content-type"), "application/json");
-    assert_eq!(got.header("user-agent"), concat!("weir/", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        got.header("user-agent"),
+        concat!("weir/", env!("CARGO_PKG_VERSION"))
+    );
     assert_eq!(got.header("x-api-key"), "k1");
     assert_eq!(got.header("webhook-id"), "evt_sig");
     let sigs: Vec<&str> = got.header("webhook-signature").split(' ').collect();
@@ -100,9 +124,11 @@ async fn body_and_headers_are_the_signed_envelope() {
     // Verified by an independent Standard Webhooks implementation, with each key.
     for key in [secret, rotated] {
         let wh = standardwebhooks::Webhook::new(key).unwrap();
-        wh.verify(&got.body, &got.headers).unwrap_or_else(|e| panic!("signature does not verify with {key}: {e}"));
+        wh.verify(&got.body, &got.headers)
+            .unwrap_or_else(|e| panic!("signature does not verify with {key}: {e}"));
     }
-    let other = standardwebhooks::Webhook::new("whsec_b3RoZXIta2V5LW5vdC11c2VkLWJ5LXdlaXI=").unwrap();
+    let other =
+        standardwebhooks::Webhook::new("whsec_b3RoZXIta2V5LW5vdC11c2VkLWJ5LXdlaXI=").unwrap();
     assert!(other.verify(&got.body, &got.headers).is_err());
     weir.stop().await;
 }
@@ -112,9 +138,11 @@ async fn retry_schedule_honours_retry_after_and_gives_up() {
     let sub = Receiver::start().await;
     sub.always(Reply::Status(500));
     let weir = Weir::start(&hook("dies", &sub.url("/"), "max_retries = 2"), &[]).await;
-    weir.send(&json!({"id": "d1", "type": "a.b", "data": 1})).await;
+    weir.send(&json!({"id": "d1", "type": "a.b", "data": 1}))
+        .await;
     sub.wait_for(3).await;
-    weir.wait_deliveries("webhook=dies", |r| r.len() == 1 && r[0]["status"] == "dead").await;
+    weir.wait_deliveries("webhook=dies", |r| r.len() == 1 && r[0]["status"] == "dead")
+        .await;
     // Exactly 1 + max_retries attempts, none after death.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sub.count(), 3);
@@ -124,10 +152,14 @@ async fn retry_schedule_honours_retry_after_and_gives_up() {
     let sub = Receiver::start().await;
     sub.script([Reply::StatusHeader(429, "retry-after", "1".into())]);
     let weir = Weir::start(&hook("busy", &sub.url("/"), ""), &[]).await;
-    weir.send(&json!({"id": "r1", "type": "a.b", "data": 1})).await;
+    weir.send(&json!({"id": "r1", "type": "a.b", "data": 1}))
+        .await;
     let got = sub.wait_for(2).await;
     let gap = got[1].at - got[0].at;
-    assert!(gap >= Duration::from_millis(900), "retried after {gap:?}, before Retry-After");
+    assert!(
+        gap >= Duration::from_millis(900),
+        "retried after {gap:?}, before Retry-After"
+    );
     weir.stop().await;
 }
 
@@ -136,21 +168,28 @@ async fn gone_disables_the_webhook_and_keeps_its_deliveries() {
     let sub = Receiver::start().await;
     sub.script([Reply::Status(410)]);
     let weir = Weir::start(&hook("gone", &sub.url("/"), ""), &[]).await;
-    weir.send(&json!([{"id": "g1", "type": "a.b", "data": 1}])).await;
+    weir.send(&json!([{"id": "g1", "type": "a.b", "data": 1}]))
+        .await;
     sub.wait_for(1).await;
     let v = eventually("webhook disabled", async || {
         let (_, v) = weir.get("/v1/webhooks/gone").await;
         (v["active"] == false).then_some(v)
     })
     .await;
-    assert!(v["disabled_reason"].as_str().unwrap().contains("410"), "{v}");
-    weir.send(&json!([{"id": "g2", "type": "a.b", "data": 1}])).await;
+    assert!(
+        v["disabled_reason"].as_str().unwrap().contains("410"),
+        "{v}"
+    );
+    weir.send(&json!([{"id": "g2", "type": "a.b", "data": 1}]))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sub.count(), 1, "a disabled webhook gets no attempts");
     // Enabling it again resumes the queue.
     let (status, _) = weir.post("/v1/webhooks/gone/enable", None).await;
     assert_eq!(status, 200);
-    let got = sub.wait_until(|r| r.iter().any(|x| x.header("webhook-id") == "g2")).await;
+    let got = sub
+        .wait_until(|r| r.iter().any(|x| x.header("webhook-id") == "g2"))
+        .await;
     assert!(got.len() >= 2);
     weir.stop().await;
 }
@@ -162,7 +201,10 @@ async fn fifo_sends_one_at_a_time_in_event_order() {
     let weir = Weir::start(&hook("ordered", &sub.url("/"), "ordering = \"fifo\""), &[]).await;
     let ids: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
     for chunk in ids.chunks(5) {
-        let batch: Vec<Value> = chunk.iter().map(|id| json!({"id": id, "type": "a.b", "data": 1})).collect();
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|id| json!({"id": id, "type": "a.b", "data": 1}))
+            .collect();
         weir.send(&Value::Array(batch)).await;
     }
     let got = sub.wait_for(22).await;
@@ -170,7 +212,10 @@ async fn fifo_sends_one_at_a_time_in_event_order() {
     // The failing head is retried before anything behind it is sent.
     assert_eq!(&order[..3], ["f00", "f00", "f00"]);
     let delivered: Vec<&str> = order[2..].to_vec();
-    assert_eq!(delivered, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        delivered,
+        ids.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     weir.stop().await;
 }
 
@@ -182,9 +227,19 @@ async fn ssrf_guard_refuses_loopback_unless_allowed() {
         hook("internal", &sub.url("/"), "")
     );
     let weir = Weir::start_with(&config, &[]).await;
-    weir.send(&json!({"id": "s1", "type": "a.b", "data": 1})).await;
-    let rows = weir.wait_deliveries("webhook=internal", |r| r.len() == 1 && r[0]["status"] == "dead").await;
-    let (_, detail) = weir.get(&format!("/v1/deliveries/{}", rows[0]["id"].as_str().unwrap())).await;
+    weir.send(&json!({"id": "s1", "type": "a.b", "data": 1}))
+        .await;
+    let rows = weir
+        .wait_deliveries("webhook=internal", |r| {
+            r.len() == 1 && r[0]["status"] == "dead"
+        })
+        .await;
+    let (_, detail) = weir
+        .get(&format!(
+            "/v1/deliveries/{}",
+            rows[0]["id"].as_str().unwrap()
+        ))
+        .await;
     let error = detail["attempt_log"][0]["error"].as_str().unwrap();
     assert!(error.contains("not a global address"), "{error}");
     assert_eq!(sub.count(), 0);
@@ -193,11 +248,19 @@ async fn ssrf_guard_refuses_loopback_unless_allowed() {
     // By name, too: `localhost` resolves to loopback and is refused the same way.
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[delivery]\nretry_delays_secs = [0]\nmax_retries = 0\n\n{}",
-        hook("byname", &format!("http://localhost:{}/", sub.addr.port()), "")
+        hook(
+            "byname",
+            &format!("http://localhost:{}/", sub.addr.port()),
+            ""
+        )
     );
     let weir = Weir::start_with(&config, &[]).await;
-    weir.send(&json!({"id": "s2", "type": "a.b", "data": 1})).await;
-    weir.wait_deliveries("webhook=byname", |r| r.len() == 1 && r[0]["status"] == "dead").await;
+    weir.send(&json!({"id": "s2", "type": "a.b", "data": 1}))
+        .await;
+    weir.wait_deliveries("webhook=byname", |r| {
+        r.len() == 1 && r[0]["status"] == "dead"
+    })
+    .await;
     assert_eq!(sub.count(), 0);
     weir.stop().await;
 }
@@ -208,8 +271,12 @@ async fn redirects_are_not_followed() {
     let redirector = Receiver::start().await;
     redirector.always(Reply::StatusHeader(307, "location", target.url("/stolen")));
     let weir = Weir::start(&hook("redir", &redirector.url("/"), "max_retries = 0"), &[]).await;
-    weir.send(&json!({"id": "x1", "type": "a.b", "data": 1})).await;
-    weir.wait_deliveries("webhook=redir", |r| r.len() == 1 && r[0]["status"] == "dead").await;
+    weir.send(&json!({"id": "x1", "type": "a.b", "data": 1}))
+        .await;
+    weir.wait_deliveries("webhook=redir", |r| {
+        r.len() == 1 && r[0]["status"] == "dead"
+    })
+    .await;
     assert_eq!(redirector.count(), 1);
     assert_eq!(target.count(), 0);
     weir.stop().await;
@@ -222,34 +289,74 @@ async fn bad_input_is_refused_and_nothing_of_it_is_stored() {
     let cases: Vec<(&str, String, u16, &str)> = vec![
         ("malformed JSON", "{\"type\": ".into(), 400, "invalid_event"),
         ("not an object", "42".into(), 400, "invalid_event"),
-        ("unknown key", r#"{"type":"a.b","data":1,"extra":2}"#.into(), 400, "invalid_event"),
-        ("bad type", r#"{"type":"A B","data":1}"#.into(), 400, "invalid_event"),
-        ("missing data", r#"{"type":"a.b"}"#.into(), 400, "invalid_event"),
+        (
+            "unknown key",
+            r#"{"type":"a.b","data":1,"extra":2}"#.into(),
+            400,
+            "invalid_event",
+        ),
+        (
+            "bad type",
+            r#"{"type":"A B","data":1}"#.into(),
+            400,
+            "invalid_event",
+        ),
+        (
+            "missing data",
+            r#"{"type":"a.b"}"#.into(),
+            400,
+            "invalid_event",
+        ),
         (
             "one bad event in a batch",
             r#"[{"id":"ok1","type":"a.b","data":1},{"id":"bad","type":"a.b"}]"#.into(),
             400,
             "invalid_event",
         ),
-        ("oversized body", format!("{{\"type\":\"a.b\",\"data\":\"{}\"}}", "x".repeat(1 << 20)), 413, "body_too_large"),
+        (
+            "oversized body",
+            format!("{{\"type\":\"a.b\",\"data\":\"{}\"}}", "x".repeat(1 << 20)),
+            413,
+            "body_too_large",
+        ),
     ];
     for (what, body, status, code) in cases {
         let (got, answer) = weir.post_raw(body).await;
         assert_eq!(got, status, "{what}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{what}: {answer}");
-        assert!(!answer["error"]["message"].as_str().unwrap().is_empty(), "{what}");
+        assert!(
+            !answer["error"]["message"].as_str().unwrap().is_empty(),
+            "{what}"
+        );
     }
-    let (_, answer) = weir.post_raw(r#"[{"id":"ok1","type":"a.b","data":1},{"id":"bad","type":"a.b"}]"#).await;
-    assert!(answer["error"]["message"].as_str().unwrap().contains("event[1]"), "{answer}");
+    let (_, answer) = weir
+        .post_raw(r#"[{"id":"ok1","type":"a.b","data":1},{"id":"bad","type":"a.b"}]"#)
+        .await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("event[1]"),
+        "{answer}"
+    );
     // None of the refused events was stored or delivered.
-    weir.send(&json!({"id": "marker", "type": "a.b", "data": 1})).await;
+    weir.send(&json!({"id": "marker", "type": "a.b", "data": 1}))
+        .await;
     sub.wait_for(1).await;
     let (_, log) = weir.get("/v1/deliveries").await;
-    let events: Vec<&str> = log["deliveries"].as_array().unwrap().iter().map(|d| d["event_id"].as_str().unwrap()).collect();
+    let events: Vec<&str> = log["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event_id"].as_str().unwrap())
+        .collect();
     assert_eq!(events, ["marker"]);
     // Unknown routes and methods answer in the same error shape.
     let (status, body) = weir.get("/v1/nothing").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     weir.stop().await;
 }
 
@@ -259,9 +366,14 @@ async fn producer_retries_are_deduplicated() {
     let weir = Weir::start(&hook("all", &sub.url("/"), ""), &[]).await;
     let ev = json!({"id": "same", "type": "a.b", "owner_id": "o1", "data": 1});
     assert_eq!(weir.send(&ev).await, ["same"]);
-    assert_eq!(weir.send(&ev).await, ["same"], "a retry gets the same answer");
+    assert_eq!(
+        weir.send(&ev).await,
+        ["same"],
+        "a retry gets the same answer"
+    );
     // The same id under another owner is another event.
-    weir.send(&json!({"id": "same", "type": "a.b", "owner_id": "o2", "data": 1})).await;
+    weir.send(&json!({"id": "same", "type": "a.b", "owner_id": "o2", "data": 1}))
+        .await;
     sub.wait_for(2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sub.count(), 2);
@@ -285,16 +397,50 @@ async fn unreachable_slow_and_garbage_subscribers_are_retried() {
     ]
     .concat();
     let weir = Weir::start(&config, &[]).await;
-    weir.send(&json!({"id": "u1", "type": "a.b", "data": 1})).await;
-    let rows = weir.wait_deliveries("webhook=refused", |r| r.len() == 1 && r[0]["status"] == "dead").await;
-    let (_, d) = weir.get(&format!("/v1/deliveries/{}", rows[0]["id"].as_str().unwrap())).await;
-    assert!(d["attempt_log"][0]["error"].as_str().unwrap().starts_with("connect error"), "{d}");
+    weir.send(&json!({"id": "u1", "type": "a.b", "data": 1}))
+        .await;
+    let rows = weir
+        .wait_deliveries("webhook=refused", |r| {
+            r.len() == 1 && r[0]["status"] == "dead"
+        })
+        .await;
+    let (_, d) = weir
+        .get(&format!(
+            "/v1/deliveries/{}",
+            rows[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        d["attempt_log"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("connect error"),
+        "{d}"
+    );
     // The slow answer times out, then the retry succeeds.
-    let rows = weir.wait_deliveries("webhook=slow", |r| r.len() == 1 && r[0]["status"] == "delivered").await;
-    let (_, d) = weir.get(&format!("/v1/deliveries/{}", rows[0]["id"].as_str().unwrap())).await;
-    assert!(d["attempt_log"][0]["error"].as_str().unwrap().starts_with("timeout"), "{d}");
+    let rows = weir
+        .wait_deliveries("webhook=slow", |r| {
+            r.len() == 1 && r[0]["status"] == "delivered"
+        })
+        .await;
+    let (_, d) = weir
+        .get(&format!(
+            "/v1/deliveries/{}",
+            rows[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        d["attempt_log"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("timeout"),
+        "{d}"
+    );
     assert_eq!(d["attempt_log"][1]["status"], 200);
     // A 200 with a garbage body is still a 200.
-    weir.wait_deliveries("webhook=garbage", |r| r.len() == 1 && r[0]["status"] == "delivered").await;
+    weir.wait_deliveries("webhook=garbage", |r| {
+        r.len() == 1 && r[0]["status"] == "delivered"
+    })
+    .await;
     weir.stop().await;
 }

@@ -16,46 +16,76 @@ fn hook(id: &str, url: &str, extra: &str) -> String {
 async fn webhooks_are_added_removed_and_deactivated_by_editing_config() {
     let (a, b) = (Receiver::start().await, Receiver::start().await);
     let weir = Weir::start(&hook("a", &a.url("/"), ""), &[]).await;
-    weir.send(&json!({"id": "1", "type": "x.y", "data": 1})).await;
+    weir.send(&json!({"id": "1", "type": "x.y", "data": 1}))
+        .await;
     a.wait_for(1).await;
 
     // Add b.
-    weir.rewrite_config(&format!("{}{}{}", preamble(), hook("a", &a.url("/"), ""), hook("b", &b.url("/"), "")));
+    weir.rewrite_config(&format!(
+        "{}{}{}",
+        preamble(),
+        hook("a", &a.url("/"), ""),
+        hook("b", &b.url("/"), "")
+    ));
     eventually("b configured", async || {
         let (s, _) = weir.get("/v1/webhooks/b").await;
         (s == 200).then_some(())
     })
     .await;
-    weir.send(&json!({"id": "2", "type": "x.y", "data": 1})).await;
+    weir.send(&json!({"id": "2", "type": "x.y", "data": 1}))
+        .await;
     a.wait_for(2).await;
     b.wait_for(1).await;
 
     // Deactivate b while it is failing: its pending deliveries are canceled.
     b.always(Reply::Status(500));
     let slow_retry = "events = [\"x.*\"]\nretry_delays_secs = [3600]";
-    weir.rewrite_config(&format!("{}{}{}", preamble(), hook("a", &a.url("/"), ""), hook("b", &b.url("/"), slow_retry)));
+    weir.rewrite_config(&format!(
+        "{}{}{}",
+        preamble(),
+        hook("a", &a.url("/"), ""),
+        hook("b", &b.url("/"), slow_retry)
+    ));
     eventually("b retrying slowly", async || {
         let (_, v) = weir.get("/v1/webhooks/b").await;
         (v["events"][0] == "x.*").then_some(())
     })
     .await;
-    weir.send(&json!({"id": "3", "type": "x.y", "data": 1})).await;
-    weir.wait_deliveries("webhook=b&status=retrying", |r| r.len() == 1).await;
-    weir.rewrite_config(&format!("{}{}{}", preamble(), hook("a", &a.url("/"), ""), hook("b", &b.url("/"), "active = false")));
-    weir.wait_deliveries("webhook=b&status=canceled", |r| r.len() == 1).await;
-    weir.send(&json!({"id": "4", "type": "x.y", "data": 1})).await;
+    weir.send(&json!({"id": "3", "type": "x.y", "data": 1}))
+        .await;
+    weir.wait_deliveries("webhook=b&status=retrying", |r| r.len() == 1)
+        .await;
+    weir.rewrite_config(&format!(
+        "{}{}{}",
+        preamble(),
+        hook("a", &a.url("/"), ""),
+        hook("b", &b.url("/"), "active = false")
+    ));
+    weir.wait_deliveries("webhook=b&status=canceled", |r| r.len() == 1)
+        .await;
+    weir.send(&json!({"id": "4", "type": "x.y", "data": 1}))
+        .await;
     a.wait_for(4).await;
     let (_, log) = weir.get("/v1/deliveries?event=4").await;
-    assert_eq!(log["deliveries"].as_array().unwrap().len(), 1, "inactive b got no delivery: {log}");
+    assert_eq!(
+        log["deliveries"].as_array().unwrap().len(),
+        1,
+        "inactive b got no delivery: {log}"
+    );
 
     // Remove a: it stops receiving.
-    weir.rewrite_config(&format!("{}{}", preamble(), hook("b", &b.url("/"), "active = false")));
+    weir.rewrite_config(&format!(
+        "{}{}",
+        preamble(),
+        hook("b", &b.url("/"), "active = false")
+    ));
     eventually("a removed", async || {
         let (s, _) = weir.get("/v1/webhooks/a").await;
         (s == 404).then_some(())
     })
     .await;
-    weir.send(&json!({"id": "5", "type": "x.y", "data": 1})).await;
+    weir.send(&json!({"id": "5", "type": "x.y", "data": 1}))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(a.count(), 4);
     weir.stop().await;
@@ -66,15 +96,21 @@ async fn a_broken_config_is_rejected_and_the_old_one_keeps_running() {
     let a = Receiver::start().await;
     let good = format!("{}{}", preamble(), hook("a", &a.url("/"), ""));
     let weir = Weir::start_with(&good, &[]).await;
-    weir.rewrite_config(&format!("{good}[[webhooks]]\nid = \"a\"\nurl = \"nope\"\ncolour = \"red\"\n"));
+    weir.rewrite_config(&format!(
+        "{good}[[webhooks]]\nid = \"a\"\nurl = \"nope\"\ncolour = \"red\"\n"
+    ));
     let err = eventually("reload error visible", async || {
         let (_, v) = weir.get("/v1/webhooks").await;
         v["config"]["last_reload_error"].as_str().map(str::to_owned)
     })
     .await;
-    assert!(err.contains("config.toml:") && err.contains("colour"), "{err}");
+    assert!(
+        err.contains("config.toml:") && err.contains("colour"),
+        "{err}"
+    );
     // Still serving with the old config.
-    weir.send(&json!({"id": "still", "type": "x.y", "data": 1})).await;
+    weir.send(&json!({"id": "still", "type": "x.y", "data": 1}))
+        .await;
     a.wait_for(1).await;
     let (_, v) = weir.get("/v1/webhooks").await;
     assert_eq!(v["webhooks"].as_array().unwrap().len(), 1);
@@ -82,12 +118,24 @@ async fn a_broken_config_is_rejected_and_the_old_one_keeps_running() {
     weir.rewrite_config(&format!("{good}{}", hook("b", &a.url("/b"), "")));
     eventually("reload applied", async || {
         let (_, v) = weir.get("/v1/webhooks").await;
-        (v["webhooks"].as_array().unwrap().len() == 2 && v["config"]["last_reload_error"].is_null()).then_some(())
+        (v["webhooks"].as_array().unwrap().len() == 2 && v["config"]["last_reload_error"].is_null())
+            .then_some(())
     })
     .await;
-    let text = reqwest::get(format!("{}/metrics", weir.url)).await.unwrap().text().await.unwrap();
-    assert!(text.contains("weir_reloads_total{kind=\"config\",result=\"error\"} 1"), "{text}");
-    assert!(text.contains("weir_reloads_total{kind=\"config\",result=\"ok\"} 1"), "{text}");
+    let text = reqwest::get(format!("{}/metrics", weir.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("weir_reloads_total{kind=\"config\",result=\"error\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weir_reloads_total{kind=\"config\",result=\"ok\"} 1"),
+        "{text}"
+    );
     weir.stop().await;
 }
 
@@ -102,7 +150,11 @@ fn land(weir: &Weir, name: &str, src: &std::path::Path, in_place: bool) {
     let dest = weir.path(&format!("plugins/{name}.wasm"));
     let bytes = std::fs::read(src).unwrap();
     if in_place {
-        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&dest).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&dest)
+            .unwrap();
         for chunk in bytes.chunks(bytes.len() / 3 + 1) {
             f.write_all(chunk).unwrap();
             f.flush().unwrap();
@@ -121,7 +173,12 @@ fn sha256_hex(path: &std::path::Path) -> String {
 
 async fn loaded_sha(weir: &Weir, name: &str) -> Option<String> {
     let (_, s) = weir.get("/v1/plugins").await;
-    s["plugins"].as_array()?.iter().find(|p| p["name"] == name)?["sha256"].as_str().map(str::to_owned)
+    s["plugins"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)?["sha256"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +191,11 @@ async fn replacing_a_plugin_20_times_under_load_loses_and_mixes_nothing() {
         plugin_step("versioned", "hold"),
         plugin_step("versioned", "hold")
     );
-    let versions = [test_plugin("versioned"), test_plugin("versioned_v2"), test_plugin("versioned_v3")];
+    let versions = [
+        test_plugin("versioned"),
+        test_plugin("versioned_v2"),
+        test_plugin("versioned_v3"),
+    ];
     let weir = Weir::start(&config, &[("versioned", versions[0].clone())]).await;
     let client = reqwest::Client::new();
     let url = format!("{}/v1/events", weir.url);
@@ -158,14 +219,22 @@ async fn replacing_a_plugin_20_times_under_load_loses_and_mixes_nothing() {
         let want = sha256_hex(src);
         let landed = std::time::Instant::now();
         land(&weir, "versioned", src, swap % 2 == 1);
-        eventually("new version in effect", async || (loaded_sha(&weir, "versioned").await? == want).then_some(())).await;
+        eventually("new version in effect", async || {
+            (loaded_sha(&weir, "versioned").await? == want).then_some(())
+        })
+        .await;
         latencies.push(landed.elapsed());
     }
     let ids = producer.await.unwrap();
     let rows = weir
-        .wait_deliveries("webhook=v", |r| r.len() == ids.len() && r.iter().all(|d| d["status"] == "delivered" || d["status"] == "filtered"))
+        .wait_deliveries("webhook=v", |r| {
+            r.len() == ids.len()
+                && r.iter()
+                    .all(|d| d["status"] == "delivered" || d["status"] == "filtered")
+        })
         .await;
-    let filtered: Vec<&serde_json::Value> = rows.iter().filter(|d| d["status"] == "filtered").collect();
+    let filtered: Vec<&serde_json::Value> =
+        rows.iter().filter(|d| d["status"] == "filtered").collect();
     for d in &filtered {
         assert_eq!(d["reason"], "versioned: version 2 drops");
     }
@@ -173,9 +242,17 @@ async fn replacing_a_plugin_20_times_under_load_loses_and_mixes_nothing() {
     let got = sub.wait_for(delivered).await;
     let mut seen = std::collections::HashSet::new();
     for r in &got {
-        let tags: Vec<&str> = r.headers.get_all("x-plugin-version").iter().map(|v| v.to_str().unwrap()).collect();
+        let tags: Vec<&str> = r
+            .headers
+            .get_all("x-plugin-version")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert_eq!(tags.len(), 2, "both chain steps ran: {tags:?}");
-        assert_eq!(tags[0], tags[1], "an event was handled by a mix of versions: {tags:?}");
+        assert_eq!(
+            tags[0], tags[1],
+            "an event was handled by a mix of versions: {tags:?}"
+        );
         assert_ne!(tags[0], "2", "version 2 would have dropped it");
         seen.insert(r.header("webhook-id").to_owned());
     }
@@ -184,7 +261,10 @@ async fn replacing_a_plugin_20_times_under_load_loses_and_mixes_nothing() {
     latencies.sort();
     eprintln!(
         "plugin reload, file landed -> new version in effect: median {:?}, max {:?} over 20 swaps; {} delivered, {} filtered by v2",
-        latencies[10], latencies[19], seen.len(), filtered.len()
+        latencies[10],
+        latencies[19],
+        seen.len(),
+        filtered.len()
     );
     weir.stop().await;
 }
@@ -192,10 +272,17 @@ async fn replacing_a_plugin_20_times_under_load_loses_and_mixes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_plugin_is_rejected_and_a_deleted_one_follows_on_error() {
     let sub = Receiver::start().await;
-    let config = format!("{}{}", hook("p", &sub.url("/"), ""), plugin_step("versioned", "hold"));
+    let config = format!(
+        "{}{}",
+        hook("p", &sub.url("/"), ""),
+        plugin_step("versioned", "hold")
+    );
     let weir = Weir::start(&config, &[("versioned", test_plugin("versioned"))]).await;
     let good = sha256_hex(&test_plugin("versioned"));
-    eventually("loaded", async || (loaded_sha(&weir, "versioned").await? == good).then_some(())).await;
+    eventually("loaded", async || {
+        (loaded_sha(&weir, "versioned").await? == good).then_some(())
+    })
+    .await;
     // A broken file: rejected, the previous version keeps serving.
     let broken = weir.path("broken.wasm");
     std::fs::write(&broken, b"\0asm\x0d\0\x01\0garbage").unwrap();
@@ -207,17 +294,40 @@ async fn a_broken_plugin_is_rejected_and_a_deleted_one_follows_on_error() {
     .await;
     assert!(error.contains("does not compile"), "{error}");
     let (_, s) = weir.get("/v1/plugins").await;
-    assert_eq!(s["plugins"][0]["sha256"], good.as_str(), "still the good version");
+    assert_eq!(
+        s["plugins"][0]["sha256"],
+        good.as_str(),
+        "still the good version"
+    );
     assert_eq!(s["plugins"][0]["state"], "ready");
-    weir.send(&json!({"id": "b1", "type": "x.y", "data": {}})).await;
+    weir.send(&json!({"id": "b1", "type": "x.y", "data": {}}))
+        .await;
     assert_eq!(sub.wait_for(1).await[0].header("x-plugin-version"), "1");
     // Deleted: webhooks that name it hold their deliveries.
     std::fs::remove_file(weir.path("plugins/versioned.wasm")).unwrap();
-    eventually("unloaded", async || loaded_sha(&weir, "versioned").await.is_none().then_some(())).await;
-    weir.send(&json!({"id": "b2", "type": "x.y", "data": {}})).await;
-    let rows = weir.wait_deliveries("webhook=p&status=held", |r| r.len() == 1).await;
-    assert!(rows[0]["reason"].as_str().unwrap().contains("not loaded"), "{}", rows[0]);
-    let text = reqwest::get(format!("{}/metrics", weir.url)).await.unwrap().text().await.unwrap();
-    assert!(text.contains("weir_reloads_total{kind=\"plugin\",result=\"error\"} 1"), "{text}");
+    eventually("unloaded", async || {
+        loaded_sha(&weir, "versioned").await.is_none().then_some(())
+    })
+    .await;
+    weir.send(&json!({"id": "b2", "type": "x.y", "data": {}}))
+        .await;
+    let rows = weir
+        .wait_deliveries("webhook=p&status=held", |r| r.len() == 1)
+        .await;
+    assert!(
+        rows[0]["reason"].as_str().unwrap().contains("not loaded"),
+        "{}",
+        rows[0]
+    );
+    let text = reqwest::get(format!("{}/metrics", weir.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("weir_reloads_total{kind=\"plugin\",result=\"error\"} 1"),
+        "{text}"
+    );
     weir.stop().await;
 }

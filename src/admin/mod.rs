@@ -23,10 +23,18 @@ pub async fn list_webhooks(State(app): State<Arc<App>>) -> ApiResult {
     let depths = app.store.queue_depths().await?;
     let mut out = Vec::new();
     for hook in &config.webhooks {
-        let depth = depths.iter().find(|(id, _)| id == &hook.id).map_or(0, |(_, n)| *n);
+        let depth = depths
+            .iter()
+            .find(|(id, _)| id == &hook.id)
+            .map_or(0, |(_, n)| *n);
         out.push(webhook_json(&app, hook, depth).await?);
     }
-    let config_error = app.reload_status.last_error.lock().expect("reload status").clone();
+    let config_error = app
+        .reload_status
+        .last_error
+        .lock()
+        .expect("reload status")
+        .clone();
     Ok(Json(json!({
         "webhooks": out,
         "config": { "path": config.path.display().to_string(), "last_reload_error": config_error },
@@ -35,7 +43,9 @@ pub async fn list_webhooks(State(app): State<Arc<App>>) -> ApiResult {
 
 pub async fn get_webhook(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
     let config = app.config.load_full();
-    let hook = config.webhook(&id).ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    let hook = config
+        .webhook(&id)
+        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
     let depths = app.store.queue_depths().await?;
     let depth = depths.iter().find(|(w, _)| w == &id).map_or(0, |(_, n)| *n);
     Ok(Json(webhook_json(&app, hook, depth).await?))
@@ -76,7 +86,10 @@ pub async fn enable_webhook(State(app): State<Arc<App>>, Path(id): Path<String>)
     Ok(Json(json!({ "id": id, "enabled": true })))
 }
 
-pub async fn test_webhook(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn test_webhook(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     if app.config.load().webhook(&id).is_none() {
         return Err(ApiError::not_found("webhook", &id));
     }
@@ -91,14 +104,24 @@ pub async fn test_webhook(State(app): State<Arc<App>>, Path(id): Path<String>) -
     let event_id = event.id.clone();
     let stored = app
         .store
-        .ingest(vec![NewEvent { event, webhooks: vec![id.clone()] }], now, 0)
+        .ingest(
+            vec![NewEvent {
+                event,
+                webhooks: vec![id.clone()],
+            }],
+            now,
+            0,
+        )
         .await?;
     let delivery = match stored.into_iter().next() {
         Some(crate::store::Ingested::Stored(mut d)) if !d.is_empty() => d.remove(0).1,
         _ => return Err(ApiError::internal("test event was not stored")),
     };
     app.deliverer.notify(&id);
-    Ok((StatusCode::ACCEPTED, Json(json!({ "delivery_id": delivery, "event_id": event_id }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "delivery_id": delivery, "event_id": event_id })),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -121,17 +144,33 @@ pub async fn list_deliveries(
         None => 50,
         Some(s) => match s.parse::<usize>() {
             Ok(n @ 1..=1000) => n,
-            _ => return Err(ApiError::bad_request("bad_limit", format!("limit {s:?} must be a number from 1 to 1000"))),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "bad_limit",
+                    format!("limit {s:?} must be a number from 1 to 1000"),
+                ));
+            }
         },
     };
     if let Some(after) = &q.after {
         if !after.starts_with("dlv_") {
-            return Err(ApiError::bad_request("bad_cursor", format!("after {after:?} is not a delivery id")));
+            return Err(ApiError::bad_request(
+                "bad_cursor",
+                format!("after {after:?} is not a delivery id"),
+            ));
         }
     }
-    let filter = DeliveryFilter { webhook: q.webhook, state, event_id: q.event, after: q.after, limit };
+    let filter = DeliveryFilter {
+        webhook: q.webhook,
+        state,
+        event_id: q.event,
+        after: q.after,
+        limit,
+    };
     let rows = app.store.list_deliveries(filter).await?;
-    let next = (rows.len() == limit).then(|| rows.last().map(|r| r.id.clone())).flatten();
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten();
     Ok(Json(json!({
         "deliveries": rows.iter().map(record_json).collect::<Vec<_>>(),
         "next": next,
@@ -141,7 +180,10 @@ pub async fn list_deliveries(
 fn parse_state(s: &str) -> Result<DeliveryState, ApiError> {
     DeliveryState::parse(s).ok_or_else(|| {
         let all: Vec<&str> = DeliveryState::ALL.iter().map(|s| s.as_str()).collect();
-        ApiError::bad_request("bad_status", format!("status {s:?} is not one of {}", all.join(", ")))
+        ApiError::bad_request(
+            "bad_status",
+            format!("status {s:?} is not one of {}", all.join(", ")),
+        )
     })
 }
 
@@ -161,31 +203,47 @@ fn record_json(r: &DeliveryRecord) -> Value {
 }
 
 pub async fn get_delivery(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult {
-    let (record, attempts) = app.store.delivery(&id).await?.ok_or_else(|| ApiError::not_found("delivery", &id))?;
+    let (record, attempts) = app
+        .store
+        .delivery(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", &id))?;
     let mut v = record_json(&record);
-    v["attempt_log"] = json!(attempts
-        .iter()
-        .map(|a| json!({
-            "at": rfc3339(a.at),
-            "status": a.status,
-            "error": a.error,
-            "latency_ms": a.latency_ms,
-            "response": a.response,
-        }))
-        .collect::<Vec<_>>());
+    v["attempt_log"] = json!(
+        attempts
+            .iter()
+            .map(|a| json!({
+                "at": rfc3339(a.at),
+                "status": a.status,
+                "error": a.error,
+                "latency_ms": a.latency_ms,
+                "response": a.response,
+            }))
+            .collect::<Vec<_>>()
+    );
     Ok(Json(v))
 }
 
-pub async fn replay_delivery(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn replay_delivery(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     // The webhook must still exist before anything changes.
-    let (record, _) = app.store.delivery(&id).await?.ok_or_else(|| ApiError::not_found("delivery", &id))?;
+    let (record, _) = app
+        .store
+        .delivery(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", &id))?;
     if app.config.load().webhook(&record.webhook).is_none() {
         return Err(webhook_gone(&record.webhook));
     }
     match app.store.replay(&id, app.clock.now()).await? {
         Ok(hook) => {
             app.deliverer.notify(&hook);
-            Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": "pending" }))))
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": id, "status": "pending" })),
+            ))
         }
         Err(ReplayRefused::NotFound) => Err(ApiError::not_found("delivery", &id)),
         Err(ReplayRefused::AlreadyQueued) => Err(ApiError::new(
@@ -212,12 +270,24 @@ pub struct BulkReplay {
     since: Option<String>,
 }
 
-pub async fn bulk_replay(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req: BulkReplay =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+pub async fn bulk_replay(
+    State(app): State<Arc<App>>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: BulkReplay = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
     let state = parse_state(&req.status)?;
-    if !matches!(state, DeliveryState::Dead | DeliveryState::Held | DeliveryState::Canceled | DeliveryState::Filtered) {
-        return Err(ApiError::bad_request("bad_status", "bulk replay takes status dead, held, canceled or filtered"));
+    if !matches!(
+        state,
+        DeliveryState::Dead
+            | DeliveryState::Held
+            | DeliveryState::Canceled
+            | DeliveryState::Filtered
+    ) {
+        return Err(ApiError::bad_request(
+            "bad_status",
+            "bulk replay takes status dead, held, canceled or filtered",
+        ));
     }
     if app.config.load().webhook(&req.webhook).is_none() {
         return Err(webhook_gone(&req.webhook));
@@ -225,12 +295,17 @@ pub async fn bulk_replay(State(app): State<Arc<App>>, body: axum::body::Bytes) -
     let since: Option<Millis> = match &req.since {
         Some(s) => Some(
             chrono::DateTime::parse_from_rfc3339(s)
-                .map_err(|e| ApiError::bad_request("bad_since", format!("since {s:?} is not RFC 3339 ({e})")))?
+                .map_err(|e| {
+                    ApiError::bad_request("bad_since", format!("since {s:?} is not RFC 3339 ({e})"))
+                })?
                 .timestamp_millis(),
         ),
         None => None,
     };
-    let n = app.store.replay_all(&req.webhook, state, since, app.clock.now()).await?;
+    let n = app
+        .store
+        .replay_all(&req.webhook, state, since, app.clock.now())
+        .await?;
     app.deliverer.notify(&req.webhook);
     Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": n }))))
 }

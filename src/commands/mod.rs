@@ -36,17 +36,37 @@ pub async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve { config } => serve(&config).await,
         Command::Check { config } => check(&config),
-        Command::Plugin { command: PluginCommand::Run { plugin, event, config, weir_config } } => {
-            plugin_run(&plugin, &event, &config, &weir_config).await
-        }
+        Command::Plugin {
+            command:
+                PluginCommand::Run {
+                    plugin,
+                    event,
+                    config,
+                    weir_config,
+                },
+        } => plugin_run(&plugin, &event, &config, &weir_config).await,
         Command::Bench(args) => Ok(crate::bench::run(args).await?),
-        Command::Send { file, remote, batch } => remote::send(&file, &remote, batch).await,
-        Command::Deliveries { webhook, status, event, limit, json, remote } => {
-            remote::deliveries(webhook, status, event, limit, json, &remote).await
-        }
-        Command::Replay { delivery, webhook, status, since, json, remote } => {
-            remote::replay(delivery, webhook, status, since, json, &remote).await
-        }
+        Command::Send {
+            file,
+            remote,
+            batch,
+        } => remote::send(&file, &remote, batch).await,
+        Command::Deliveries {
+            webhook,
+            status,
+            event,
+            limit,
+            json,
+            remote,
+        } => remote::deliveries(webhook, status, event, limit, json, &remote).await,
+        Command::Replay {
+            delivery,
+            webhook,
+            status,
+            since,
+            json,
+            remote,
+        } => remote::replay(delivery, webhook, status, since, json, &remote).await,
     }
 }
 
@@ -106,17 +126,33 @@ fn check(path: &Path) -> Result<(), Failure> {
         for name in names {
             let file = config.plugin_path(name);
             if let Err(e) = host.validate_file(&file) {
-                problems.push(format!("{}: plugin {name:?} cannot be loaded: {e}", file.display()));
+                problems.push(format!(
+                    "{}: plugin {name:?} cannot be loaded: {e}",
+                    file.display()
+                ));
             }
         }
         if problems.is_empty() {
-            println!("{}: ok ({} webhooks)", path.display(), config.webhooks.len());
+            println!(
+                "{}: ok ({} webhooks)",
+                path.display(),
+                config.webhooks.len()
+            );
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(Failure::User(problems)) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::User(problems))
+    }
 }
 
-async fn plugin_run(plugin: &str, event_file: &Path, config_json: &str, weir_config: &Path) -> Result<(), Failure> {
+async fn plugin_run(
+    plugin: &str,
+    event_file: &Path,
+    config_json: &str,
+    weir_config: &Path,
+) -> Result<(), Failure> {
     let file = if plugin.ends_with(".wasm") || plugin.contains('/') {
         std::path::PathBuf::from(plugin)
     } else {
@@ -125,8 +161,11 @@ async fn plugin_run(plugin: &str, event_file: &Path, config_json: &str, weir_con
             .unwrap_or_else(|_| "plugins".into());
         dir.join(format!("{plugin}.wasm"))
     };
-    let limits = Config::load(weir_config).map(|c| c.plugins).unwrap_or(PluginLimits::DEFAULT);
-    let bytes = std::fs::read(event_file).map_err(|e| user(format!("{}: cannot read: {e}", event_file.display())))?;
+    let limits = Config::load(weir_config)
+        .map(|c| c.plugins)
+        .unwrap_or(PluginLimits::DEFAULT);
+    let bytes = std::fs::read(event_file)
+        .map_err(|e| user(format!("{}: cannot read: {e}", event_file.display())))?;
     let event = envelope::parse_body(&bytes, now_millis())
         .map_err(|e| user(format!("{}: {e}", event_file.display())))?
         .into_iter()
@@ -134,14 +173,24 @@ async fn plugin_run(plugin: &str, event_file: &Path, config_json: &str, weir_con
         .ok_or_else(|| user(format!("{}: no event", event_file.display())))?;
     serde_json::from_str::<serde::de::IgnoredAny>(config_json)
         .map_err(|e| user(format!("--config is not JSON: {e}")))?;
-    let host = Plugins::with_limits(limits, Default::default()).context("starting the plugin host")?;
+    let host =
+        Plugins::with_limits(limits, Default::default()).context("starting the plugin host")?;
     let name = host
         .load_file(&file)
         .map_err(|e| user(format!("{}: cannot load plugin: {e}", file.display())))?;
-    let request = Rendered { body: event.envelope_json(), headers: Vec::new() };
-    let ctx = CallContext { webhook: "(dry run)", event: &event.id, delivery: "(dry run)" };
+    let request = Rendered {
+        body: event.envelope_json(),
+        headers: Vec::new(),
+    };
+    let ctx = CallContext {
+        webhook: "(dry run)",
+        event: &event.id,
+        delivery: "(dry run)",
+    };
     let started = Instant::now();
-    let (result, logs) = host.call_capturing_logs(&host.snapshot(), &name, &event, &request, config_json, &ctx).await;
+    let (result, logs) = host
+        .call_capturing_logs(&host.snapshot(), &name, &event, &request, config_json, &ctx)
+        .await;
     let took = started.elapsed();
     for line in &logs {
         println!("log: {line}");
@@ -159,5 +208,9 @@ async fn plugin_run(plugin: &str, event_file: &Path, config_json: &str, weir_con
         Err(e) => println!("verdict: failure\nerror: {e}"),
     }
     println!("time: {:.3} ms", took.as_secs_f64() * 1000.0);
-    if failed { Err(user(format!("plugin {name} failed"))) } else { Ok(()) }
+    if failed {
+        Err(user(format!("plugin {name} failed")))
+    } else {
+        Ok(())
+    }
 }

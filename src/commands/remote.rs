@@ -34,7 +34,9 @@ async fn call(remote: &Remote, req: reqwest::RequestBuilder) -> Result<Value, Fa
     if status.is_success() {
         return Ok(body);
     }
-    let msg = body["error"]["message"].as_str().unwrap_or("no error message");
+    let msg = body["error"]["message"]
+        .as_str()
+        .unwrap_or("no error message");
     let code = body["error"]["code"].as_str().unwrap_or("error");
     Err(user(format!("weir answered {status}: {code}: {msg}")))
 }
@@ -43,7 +45,8 @@ async fn call(remote: &Remote, req: reqwest::RequestBuilder) -> Result<Value, Fa
 pub fn read_events(text: &str) -> Result<Vec<Value>, String> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        return serde_json::from_str(trimmed).map_err(|e| format!("not a JSON array of events: {e}"));
+        return serde_json::from_str(trimmed)
+            .map_err(|e| format!("not a JSON array of events: {e}"));
     }
     if let Ok(one) = serde_json::from_str::<Value>(trimmed) {
         return Ok(vec![one]);
@@ -58,9 +61,12 @@ pub fn read_events(text: &str) -> Result<Vec<Value>, String> {
 pub async fn send(file: &str, remote: &Remote, batch: usize) -> Result<(), Failure> {
     let mut text = String::new();
     if file == "-" {
-        std::io::stdin().read_to_string(&mut text).map_err(|e| user(format!("stdin: {e}")))?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| user(format!("stdin: {e}")))?;
     } else {
-        text = std::fs::read_to_string(file).map_err(|e| user(format!("{file}: cannot read: {e}")))?;
+        text =
+            std::fs::read_to_string(file).map_err(|e| user(format!("{file}: cannot read: {e}")))?;
     }
     let events = read_events(&text).map_err(|e| user(format!("{file}: {e}")))?;
     let batch = batch.clamp(1, crate::ingest::envelope::MAX_BATCH);
@@ -68,15 +74,18 @@ pub async fn send(file: &str, remote: &Remote, batch: usize) -> Result<(), Failu
     let mut ids = Vec::new();
     for chunk in events.chunks(batch) {
         let body = Value::Array(chunk.to_vec());
-        let answer = call(remote, request(remote, reqwest::Method::POST, "/v1/events").json(&body))
-            .await
-            .map_err(|e| match e {
-                Failure::User(mut l) => {
-                    l[0] = format!("after {} accepted events: {}", ids.len(), l[0]);
-                    Failure::User(l)
-                }
-                other => other,
-            })?;
+        let answer = call(
+            remote,
+            request(remote, reqwest::Method::POST, "/v1/events").json(&body),
+        )
+        .await
+        .map_err(|e| match e {
+            Failure::User(mut l) => {
+                l[0] = format!("after {} accepted events: {}", ids.len(), l[0]);
+                Failure::User(l)
+            }
+            other => other,
+        })?;
         ids.extend(answer["ids"].as_array().cloned().unwrap_or_default());
         progress.inc(chunk.len() as u64);
     }
@@ -101,13 +110,20 @@ pub async fn deliveries(
     query.extend(webhook.map(|w| ("webhook", w)));
     query.extend(status.map(|s| ("status", s)));
     query.extend(event.map(|e| ("event", e)));
-    let answer = call(remote, request(remote, reqwest::Method::GET, "/v1/deliveries").query(&query)).await?;
+    let answer = call(
+        remote,
+        request(remote, reqwest::Method::GET, "/v1/deliveries").query(&query),
+    )
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&answer).expect("JSON"));
         return Ok(());
     }
     let rows = answer["deliveries"].as_array().cloned().unwrap_or_default();
-    println!("{:<30} {:<20} {:<10} {:>8} {:<24} {}", "DELIVERY", "WEBHOOK", "STATUS", "ATTEMPTS", "UPDATED", "EVENT / REASON");
+    println!(
+        "{:<30} {:<20} {:<10} {:>8} {:<24} {}",
+        "DELIVERY", "WEBHOOK", "STATUS", "ATTEMPTS", "UPDATED", "EVENT / REASON"
+    );
     for r in &rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
         let detail = match r["reason"].as_str() {
@@ -116,7 +132,12 @@ pub async fn deliveries(
         };
         println!(
             "{:<30} {:<20} {:<10} {:>8} {:<24} {}",
-            s("id"), s("webhook"), s("status"), r["attempts"], s("updated_at"), detail
+            s("id"),
+            s("webhook"),
+            s("status"),
+            r["attempts"],
+            s("updated_at"),
+            detail
         );
     }
     if let Some(next) = answer["next"].as_str() {
@@ -141,7 +162,11 @@ pub async fn replay(
         (None, Some(webhook), Some(status)) => {
             let spinner = progress_bar(0, "replaying");
             let body = serde_json::json!({"webhook": webhook, "status": status, "since": since});
-            let a = call(remote, request(remote, reqwest::Method::POST, "/v1/replay").json(&body)).await;
+            let a = call(
+                remote,
+                request(remote, reqwest::Method::POST, "/v1/replay").json(&body),
+            )
+            .await;
             spinner.finish_and_clear();
             a?
         }
@@ -158,7 +183,11 @@ pub async fn replay(
 }
 
 fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = if len == 0 { indicatif::ProgressBar::new_spinner() } else { indicatif::ProgressBar::new(len) };
+    let bar = if len == 0 {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::new(len)
+    };
     let style = if len == 0 {
         indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
     } else {

@@ -265,7 +265,11 @@ impl Validator<'_> {
         let listen = match s.listen.get_ref().parse() {
             Ok(a) => a,
             Err(e) => {
-                self.problem(&s.listen, "server.listen", format!("not an address:port ({e})"));
+                self.problem(
+                    &s.listen,
+                    "server.listen",
+                    format!("not an address:port ({e})"),
+                );
                 SocketAddr::from(([127, 0, 0, 1], 8700))
             }
         };
@@ -291,7 +295,11 @@ impl Validator<'_> {
         for (i, hook) in raw.webhooks.into_iter().enumerate() {
             let key = format!("webhooks[{i}]");
             if !seen.insert(hook.id.get_ref().clone()) {
-                self.problem(&hook.id, &format!("{key}.id"), format!("duplicate webhook id {:?}", hook.id.get_ref()));
+                self.problem(
+                    &hook.id,
+                    &format!("{key}.id"),
+                    format!("duplicate webhook id {:?}", hook.id.get_ref()),
+                );
             }
             if let Some(w) = self.webhook(&key, &defaults, &server.plugins_dir, hook) {
                 webhooks.push(Arc::new(w));
@@ -315,18 +323,32 @@ impl Validator<'_> {
         let id = raw.id.get_ref().clone();
         let valid_id = !id.is_empty()
             && id.len() <= 64
-            && id.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+            && id
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
         if !valid_id {
-            self.problem(&raw.id, &format!("{key}.id"), "must be 1..=64 chars of [a-z0-9_-]");
+            self.problem(
+                &raw.id,
+                &format!("{key}.id"),
+                "must be 1..=64 chars of [a-z0-9_-]",
+            );
         }
         let url = match reqwest::Url::parse(raw.url.get_ref()) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             Ok(_) => {
-                self.problem(&raw.url, &format!("{key}.url"), "must be an http:// or https:// URL with a host");
+                self.problem(
+                    &raw.url,
+                    &format!("{key}.url"),
+                    "must be an http:// or https:// URL with a host",
+                );
                 None
             }
             Err(e) => {
-                self.problem(&raw.url, &format!("{key}.url"), format!("invalid URL {:?}: {e}", raw.url.get_ref()));
+                self.problem(
+                    &raw.url,
+                    &format!("{key}.url"),
+                    format!("invalid URL {:?}: {e}", raw.url.get_ref()),
+                );
                 None
             }
         };
@@ -347,9 +369,16 @@ impl Validator<'_> {
         }
         let mut headers = Vec::new();
         for (name, value) in raw.headers.get_ref() {
-            match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+            match (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) {
                 (Ok(n), Ok(v)) => headers.push((n, v)),
-                _ => self.problem(&raw.headers, &format!("{key}.headers"), format!("{name:?} is not a valid header name and value")),
+                _ => self.problem(
+                    &raw.headers,
+                    &format!("{key}.headers"),
+                    format!("{name:?} is not a valid header name and value"),
+                ),
             }
         }
         let policy = self.policy(key, defaults, &raw.overrides());
@@ -358,21 +387,37 @@ impl Validator<'_> {
             let pkey = format!("{key}.plugins[{j}]");
             let name = p.name.get_ref();
             if !plugin_name_ok(name) {
-                self.problem(&p.name, &format!("{pkey}.name"), "must be 1..=64 chars of [A-Za-z0-9_-]");
+                self.problem(
+                    &p.name,
+                    &format!("{pkey}.name"),
+                    "must be 1..=64 chars of [A-Za-z0-9_-]",
+                );
             } else if !plugins_dir.join(format!("{name}.wasm")).is_file() {
-                self.problem(&p.name, &format!("{pkey}.name"), format!("plugin {name:?} not found: no {}", plugins_dir.join(format!("{name}.wasm")).display()));
+                self.problem(
+                    &p.name,
+                    &format!("{pkey}.name"),
+                    format!(
+                        "plugin {name:?} not found: no {}",
+                        plugins_dir.join(format!("{name}.wasm")).display()
+                    ),
+                );
             }
             plugins.push(PluginRef {
                 name: name.clone(),
                 on_error: p.on_error,
-                config_json: serde_json::to_string(&p.config).expect("TOML values are JSON-representable"),
+                config_json: serde_json::to_string(&p.config)
+                    .expect("TOML values are JSON-representable"),
             });
         }
         let ordering = match raw.ordering.get_ref().as_str() {
             "fifo" => Ordering::Fifo,
             "unordered" => Ordering::Unordered,
             _ => {
-                self.problem(&raw.ordering, &format!("{key}.ordering"), "must be \"unordered\" or \"fifo\"");
+                self.problem(
+                    &raw.ordering,
+                    &format!("{key}.ordering"),
+                    "must be \"unordered\" or \"fifo\"",
+                );
                 Ordering::Unordered
             }
         };
@@ -396,7 +441,11 @@ impl Validator<'_> {
             Some(s) => {
                 let r = s.get_ref();
                 if r.len() != 2 || r[0] > r[1] || r[0] < 100 || r[1] > 599 {
-                    self.problem(s, &format!("{key}.success_status"), "must be [low, high] with 100 <= low <= high <= 599");
+                    self.problem(
+                        s,
+                        &format!("{key}.success_status"),
+                        "must be [low, high] with 100 <= low <= high <= 599",
+                    );
                     200..=207
                 } else {
                     r[0]..=r[1]
@@ -407,13 +456,23 @@ impl Validator<'_> {
         let mut allow = Vec::new();
         if let Some(list) = o.allow_targets.as_ref().or(d.allow_targets.as_ref()) {
             for cidr in list.get_ref() {
-                match cidr.parse::<IpNet>().or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from)) {
+                match cidr
+                    .parse::<IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
+                {
                     Ok(n) => allow.push(n),
-                    Err(_) => self.problem(list, &format!("{key}.allow_targets"), format!("{cidr:?} is not a CIDR like \"10.0.0.0/8\"")),
+                    Err(_) => self.problem(
+                        list,
+                        &format!("{key}.allow_targets"),
+                        format!("{cidr:?} is not a CIDR like \"10.0.0.0/8\""),
+                    ),
                 }
             }
         }
-        let delays = o.retry_delays_secs.as_ref().or(d.retry_delays_secs.as_ref());
+        let delays = o
+            .retry_delays_secs
+            .as_ref()
+            .or(d.retry_delays_secs.as_ref());
         let retry_delays = delays
             .map(|v| v.iter().map(|s| Duration::from_secs(*s)).collect())
             .unwrap_or_default();
@@ -424,7 +483,12 @@ impl Validator<'_> {
             retry_delays,
             max_in_flight: o.max_in_flight.or(d.max_in_flight).unwrap_or(32).max(1),
             allow_targets: allow,
-            disable_after: Duration::from_secs(o.disable_after_hours.or(d.disable_after_hours).unwrap_or(120) * 3600),
+            disable_after: Duration::from_secs(
+                o.disable_after_hours
+                    .or(d.disable_after_hours)
+                    .unwrap_or(120)
+                    * 3600,
+            ),
             rate_limit_per_sec: o.rate_limit_per_sec.or(d.rate_limit_per_sec).unwrap_or(0),
         }
     }
@@ -433,7 +497,9 @@ impl Validator<'_> {
 fn plugin_name_ok(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -52,10 +52,19 @@ url = "http://127.0.0.1:9/y"
     )
     .unwrap();
     let (a, b) = (&c.webhooks[0].policy, &c.webhooks[1].policy);
-    assert_eq!((a.timeout, a.max_retries, a.success.clone()), (Duration::from_secs(5), 7, 200..=299));
-    assert_eq!(a.retry_delays, vec![Duration::from_secs(1), Duration::from_secs(2)]);
+    assert_eq!(
+        (a.timeout, a.max_retries, a.success.clone()),
+        (Duration::from_secs(5), 7, 200..=299)
+    );
+    assert_eq!(
+        a.retry_delays,
+        vec![Duration::from_secs(1), Duration::from_secs(2)]
+    );
     assert_eq!(b.max_retries, 3);
-    assert_eq!(b.allow_targets, vec!["127.0.0.0/8".parse::<IpNet>().unwrap()]);
+    assert_eq!(
+        b.allow_targets,
+        vec!["127.0.0.0/8".parse::<IpNet>().unwrap()]
+    );
 }
 
 #[test]
@@ -84,16 +93,30 @@ ordering = "sorted"
     );
     let all = p.join("\n");
     assert_eq!(p.len(), 5, "{all}");
-    assert!(all.contains("config.toml:7: webhooks[1].id: duplicate webhook id \"dup\""), "{all}");
-    assert!(all.contains("config.toml:8: webhooks[1].url: invalid URL"), "{all}");
+    assert!(
+        all.contains("config.toml:7: webhooks[1].id: duplicate webhook id \"dup\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("config.toml:8: webhooks[1].url: invalid URL"),
+        "{all}"
+    );
     assert!(all.contains("config.toml:9: webhooks[1].events"), "{all}");
-    assert!(all.contains("config.toml:10: webhooks[1].secrets: a secret must start with `whsec_`"), "{all}");
-    assert!(all.contains("config.toml:11: webhooks[1].ordering"), "{all}");
+    assert!(
+        all.contains("config.toml:10: webhooks[1].secrets: a secret must start with `whsec_`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("config.toml:11: webhooks[1].ordering"),
+        "{all}"
+    );
 }
 
 #[test]
 fn secrets_are_never_echoed() {
-    let p = problems("[[webhooks]]\nid = \"a\"\nurl = \"https://e.com\"\nsecrets = [\"whsec_!!!topsecret!!!\"]\n");
+    let p = problems(
+        "[[webhooks]]\nid = \"a\"\nurl = \"https://e.com\"\nsecrets = [\"whsec_!!!topsecret!!!\"]\n",
+    );
     assert!(!p[0].contains("topsecret"), "{}", p[0]);
     let c = parse("[[webhooks]]\nid = \"a\"\nurl = \"https://e.com\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n").unwrap();
     assert!(!format!("{c:?}").contains("MfKQ9r8"));
@@ -104,7 +127,11 @@ fn missing_plugin_is_an_error() {
     let p = problems(
         "[[webhooks]]\nid = \"a\"\nurl = \"https://e.com\"\n[[webhooks.plugins]]\nname = \"nowhere\"\n",
     );
-    assert!(p[0].contains(":5: webhooks[0].plugins[0].name: plugin \"nowhere\" not found"), "{}", p[0]);
+    assert!(
+        p[0].contains(":5: webhooks[0].plugins[0].name: plugin \"nowhere\" not found"),
+        "{}",
+        p[0]
+    );
 }
 
 #[test]

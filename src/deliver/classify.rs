@@ -11,7 +11,9 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 pub enum Verdict {
     Success,
     /// Try again later; `retry_after` is the subscriber's wish, if it gave one.
-    Retry { retry_after: Option<Duration> },
+    Retry {
+        retry_after: Option<Duration>,
+    },
     /// 410 Gone: the subscriber asks never to be called again.
     Gone,
 }
@@ -61,10 +63,22 @@ mod tests {
         let default = 200..=207;
         assert_eq!(classify(200, &none, &default), Verdict::Success);
         assert_eq!(classify(207, &none, &default), Verdict::Success);
-        assert_eq!(classify(208, &none, &default), Verdict::Retry { retry_after: None });
-        assert_eq!(classify(199, &none, &default), Verdict::Retry { retry_after: None });
-        assert_eq!(classify(302, &none, &default), Verdict::Retry { retry_after: None });
-        assert_eq!(classify(204, &none, &(200..=200)), Verdict::Retry { retry_after: None });
+        assert_eq!(
+            classify(208, &none, &default),
+            Verdict::Retry { retry_after: None }
+        );
+        assert_eq!(
+            classify(199, &none, &default),
+            Verdict::Retry { retry_after: None }
+        );
+        assert_eq!(
+            classify(302, &none, &default),
+            Verdict::Retry { retry_after: None }
+        );
+        assert_eq!(
+            classify(204, &none, &(200..=200)),
+            Verdict::Retry { retry_after: None }
+        );
         assert_eq!(classify(299, &none, &(200..=299)), Verdict::Success);
     }
 
@@ -72,24 +86,49 @@ mod tests {
     fn gone_and_server_errors() {
         let none = HeaderMap::new();
         assert_eq!(classify(410, &none, &(200..=207)), Verdict::Gone);
-        assert_eq!(classify(500, &none, &(200..=207)), Verdict::Retry { retry_after: None });
-        assert_eq!(classify(404, &none, &(200..=207)), Verdict::Retry { retry_after: None });
+        assert_eq!(
+            classify(500, &none, &(200..=207)),
+            Verdict::Retry { retry_after: None }
+        );
+        assert_eq!(
+            classify(404, &none, &(200..=207)),
+            Verdict::Retry { retry_after: None }
+        );
     }
 
     #[test]
     fn retry_after_only_on_429_and_503() {
         let h = with_retry_after("120");
         let two_min = Some(Duration::from_secs(120));
-        assert_eq!(classify(429, &h, &(200..=207)), Verdict::Retry { retry_after: two_min });
-        assert_eq!(classify(503, &h, &(200..=207)), Verdict::Retry { retry_after: two_min });
-        assert_eq!(classify(500, &h, &(200..=207)), Verdict::Retry { retry_after: None });
+        assert_eq!(
+            classify(429, &h, &(200..=207)),
+            Verdict::Retry {
+                retry_after: two_min
+            }
+        );
+        assert_eq!(
+            classify(503, &h, &(200..=207)),
+            Verdict::Retry {
+                retry_after: two_min
+            }
+        );
+        assert_eq!(
+            classify(500, &h, &(200..=207)),
+            Verdict::Retry { retry_after: None }
+        );
         let garbage = with_retry_after("soon");
-        assert_eq!(classify(429, &garbage, &(200..=207)), Verdict::Retry { retry_after: None });
+        assert_eq!(
+            classify(429, &garbage, &(200..=207)),
+            Verdict::Retry { retry_after: None }
+        );
     }
 
     #[test]
     fn retry_after_http_date() {
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
         let future = (Utc::now() + chrono::Duration::seconds(3600)).to_rfc2822();
         let d = parse_retry_after(&future).unwrap();
         assert!((3590..=3600).contains(&d.as_secs()), "{d:?}");

@@ -24,7 +24,12 @@ pub const USER_AGENT_VALUE: &str = concat!("weir/", env!("CARGO_PKG_VERSION"));
 
 /// Headers a plugin or static config may not set: weir owns them.
 const RESERVED: [&str; 6] = [
-    "webhook-id", "webhook-timestamp", "webhook-signature", "host", "content-length", "transfer-encoding",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "host",
+    "content-length",
+    "transfer-encoding",
 ];
 
 /// One keep-alive client per distinct `allow_targets` list (usually one).
@@ -60,18 +65,36 @@ pub struct Outcome {
 /// Sends `rendered` to `hook` for the event `event_id`.
 /// `at` is when the attempt is recorded as made; the signature's timestamp
 /// is always the wall clock, which subscribers check.
-pub async fn send(client: &reqwest::Client, hook: &Webhook, event_id: &str, rendered: &Rendered, at: Millis) -> Outcome {
+pub async fn send(
+    client: &reqwest::Client,
+    hook: &Webhook,
+    event_id: &str,
+    rendered: &Rendered,
+    at: Millis,
+) -> Outcome {
     let started = Instant::now();
     let result = try_send(client, hook, event_id, rendered, now_millis() / 1000).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok((status, headers, response)) => Outcome {
             verdict: classify(status, &headers, &hook.policy.success),
-            attempt: Attempt { at, status: Some(status), error: None, latency_ms, response },
+            attempt: Attempt {
+                at,
+                status: Some(status),
+                error: None,
+                latency_ms,
+                response,
+            },
         },
         Err(error) => Outcome {
             verdict: Verdict::Retry { retry_after: None },
-            attempt: Attempt { at, status: None, error: Some(error), latency_ms, response: String::new() },
+            attempt: Attempt {
+                at,
+                status: None,
+                error: Some(error),
+                latency_ms,
+                response: String::new(),
+            },
         },
     }
 }
@@ -130,7 +153,10 @@ fn build_headers(hook: &Webhook, event_id: &str, rendered: &Rendered, timestamp:
         }
     }
     for (name, value) in &rendered.headers {
-        let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) else {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) else {
             continue;
         };
         if !RESERVED.contains(&name.as_str()) {
@@ -143,11 +169,15 @@ fn build_headers(hook: &Webhook, event_id: &str, rendered: &Rendered, timestamp:
             }
         }
     }
-    let id = HeaderValue::try_from(event_id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    let id =
+        HeaderValue::try_from(event_id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     h.insert("webhook-id", id);
     h.insert("webhook-timestamp", HeaderValue::from(timestamp));
     if let Some(sig) = signature(&hook.secrets, event_id, timestamp, rendered.body.as_bytes()) {
-        h.insert("webhook-signature", HeaderValue::try_from(sig).expect("base64 is a valid header"));
+        h.insert(
+            "webhook-signature",
+            HeaderValue::try_from(sig).expect("base64 is a valid header"),
+        );
     }
     h
 }

@@ -41,7 +41,10 @@ pub struct Shared {
 impl Shared {
     async fn disable(&self, webhook: &str, reason: String) {
         warn!(webhook, %reason, "disabling webhook");
-        self.disabled.lock().expect("disabled").insert(webhook.to_owned(), reason.clone());
+        self.disabled
+            .lock()
+            .expect("disabled")
+            .insert(webhook.to_owned(), reason.clone());
         if let Err(e) = self.store.set_disabled(webhook, Some(reason)).await {
             warn!(webhook, error = %e, "cannot record the disabled state");
         }
@@ -62,7 +65,12 @@ pub struct Deliverer {
 
 impl Deliverer {
     pub fn new(shared: Arc<Shared>, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
-        Deliverer { shared, workers: Mutex::new(HashMap::new()), tracker, shutdown }
+        Deliverer {
+            shared,
+            workers: Mutex::new(HashMap::new()),
+            tracker,
+            shutdown,
+        }
     }
 
     /// Loads persisted webhook health and starts a worker per webhook.
@@ -71,7 +79,11 @@ impl Deliverer {
         for hook in &config.webhooks {
             let health = self.shared.store.health(&hook.id).await?;
             if let Some(reason) = health.disabled_reason {
-                self.shared.disabled.lock().expect("disabled").insert(hook.id.clone(), reason);
+                self.shared
+                    .disabled
+                    .lock()
+                    .expect("disabled")
+                    .insert(hook.id.clone(), reason);
             }
         }
         self.reconcile(None, &config).await;
@@ -93,10 +105,19 @@ impl Deliverer {
         for hook in &new.webhooks {
             let was_active = old.and_then(|o| o.webhook(&hook.id)).map(|h| h.active);
             if !hook.active && was_active != Some(false) {
-                match self.shared.store.cancel_live(&hook.id, self.shared.clock.now()).await {
-                    Ok(n) if n > 0 => info!(webhook = %hook.id, canceled = n, "webhook inactive: canceled pending deliveries"),
+                match self
+                    .shared
+                    .store
+                    .cancel_live(&hook.id, self.shared.clock.now())
+                    .await
+                {
+                    Ok(n) if n > 0 => {
+                        info!(webhook = %hook.id, canceled = n, "webhook inactive: canceled pending deliveries")
+                    }
                     Ok(_) => {}
-                    Err(e) => warn!(webhook = %hook.id, error = %e, "cannot cancel deliveries of inactive webhook"),
+                    Err(e) => {
+                        warn!(webhook = %hook.id, error = %e, "cannot cancel deliveries of inactive webhook")
+                    }
                 }
             }
         }
@@ -128,13 +149,22 @@ impl Deliverer {
 
     /// Clears a webhook's disabled state and wakes it.
     pub async fn enable(&self, webhook: &str) -> Result<(), crate::store::StoreError> {
-        self.shared.disabled.lock().expect("disabled").remove(webhook);
+        self.shared
+            .disabled
+            .lock()
+            .expect("disabled")
+            .remove(webhook);
         self.shared.store.set_disabled(webhook, None).await?;
         self.notify(webhook);
         Ok(())
     }
 
     pub fn disabled_reason(&self, webhook: &str) -> Option<String> {
-        self.shared.disabled.lock().expect("disabled").get(webhook).cloned()
+        self.shared
+            .disabled
+            .lock()
+            .expect("disabled")
+            .get(webhook)
+            .cloned()
     }
 }

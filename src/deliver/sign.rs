@@ -16,7 +16,8 @@ pub fn signature(secrets: &[Secret], msg_id: &str, timestamp: i64, body: &[u8]) 
     let sigs: Vec<String> = secrets
         .iter()
         .map(|s| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(s.key()).expect("HMAC takes any key length");
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(s.key()).expect("HMAC takes any key length");
             mac.update(msg_id.as_bytes());
             mac.update(b".");
             mac.update(timestamp.to_string().as_bytes());
@@ -50,7 +51,10 @@ mod tests {
         let s = [Secret::parse(KEY).unwrap()];
         assert_ne!(signature(&s, ID, TS + 1, BODY).unwrap(), EXPECTED);
         assert_ne!(signature(&s, "msg_other", TS, BODY).unwrap(), EXPECTED);
-        assert_ne!(signature(&s, ID, TS, br#"{"test": 2432232315}"#).unwrap(), EXPECTED);
+        assert_ne!(
+            signature(&s, ID, TS, br#"{"test": 2432232315}"#).unwrap(),
+            EXPECTED
+        );
     }
 
     #[test]

@@ -12,11 +12,30 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 /// Address blocks that are never global (RFC 6890 and friends).
 static NON_GLOBAL: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
     [
-        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
-        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-        "::/128", "::1/128", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
-        "fc00::/7", "fe80::/10", "ff00::/8",
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
     ]
     .iter()
     .map(|s| s.parse().expect("valid CIDR"))
@@ -60,7 +79,9 @@ pub struct GuardedResolver {
 
 impl GuardedResolver {
     pub fn new(allow: Vec<IpNet>) -> Self {
-        GuardedResolver { allow: Arc::new(allow) }
+        GuardedResolver {
+            allow: Arc::new(allow),
+        }
     }
 }
 
@@ -68,7 +89,8 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow = self.allow.clone();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             let mut refused = None;
             let ok: Vec<SocketAddr> = found
                 .into_iter()
@@ -105,8 +127,19 @@ mod tests {
     #[test]
     fn refuses_internal_addresses_by_default() {
         for a in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::",
         ] {
             assert!(!ok(a, &[]), "{a} should be refused");
         }
@@ -114,7 +147,12 @@ mod tests {
 
     #[test]
     fn allows_global_addresses() {
-        for a in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "172.32.0.1"] {
+        for a in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "172.32.0.1",
+        ] {
             assert!(ok(a, &[]), "{a} should be allowed");
         }
     }

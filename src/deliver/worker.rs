@@ -48,7 +48,10 @@ impl Worker {
                 // Refill in batches: look at the store again once half the
                 // slots are free, not after every single completion.
                 if busy.len() * 2 <= cap && busy.len() < cap {
-                    match self.fill(&hook, cap, &mut busy, &mut inflight, &mut next_slot).await {
+                    match self
+                        .fill(&hook, cap, &mut busy, &mut inflight, &mut next_slot)
+                        .await
+                    {
                         Ok(Some(at)) => wake_at = wake_at.min(at),
                         Ok(None) => {}
                         Err(e) => {
@@ -86,7 +89,12 @@ impl Worker {
     fn runnable(&self) -> Option<Arc<Webhook>> {
         let config = self.shared.config.load();
         let hook = config.webhook(&self.id)?.clone();
-        let disabled = self.shared.disabled.lock().expect("disabled").contains_key(&self.id);
+        let disabled = self
+            .shared
+            .disabled
+            .lock()
+            .expect("disabled")
+            .contains_key(&self.id);
         (hook.active && !disabled).then_some(hook)
     }
 
@@ -107,7 +115,9 @@ impl Worker {
         let store = &self.shared.store;
         let now = self.shared.clock.now();
         let want = cap - busy.len();
-        let due = store.due(&self.id, now, want, fifo, busy.iter().copied().collect()).await?;
+        let due = store
+            .due(&self.id, now, want, fifo, busy.iter().copied().collect())
+            .await?;
         let found = due.len();
         for d in due {
             if hook.policy.rate_limit_per_sec > 0 {
@@ -115,7 +125,8 @@ impl Worker {
                 if *next_slot > now {
                     return Ok(Some(*next_slot));
                 }
-                *next_slot = now.max(*next_slot) + Duration::from_secs(1) / hook.policy.rate_limit_per_sec;
+                *next_slot =
+                    now.max(*next_slot) + Duration::from_secs(1) / hook.policy.rate_limit_per_sec;
             }
             busy.insert(d.seq);
             let shared = self.shared.clone();
@@ -128,7 +139,9 @@ impl Worker {
         }
         // Nothing more is due now: sleep until the next one is.
         let next = store.next_due_at(&self.id, fifo).await?;
-        Ok(next.map(|at| Instant::now() + Duration::from_millis((at - self.shared.clock.now()).max(0) as u64)))
+        Ok(next.map(|at| {
+            Instant::now() + Duration::from_millis((at - self.shared.clock.now()).max(0) as u64)
+        }))
     }
 }
 
@@ -140,9 +153,21 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> i64 {
         None => match router::render(&shared.plugins, &hook, &due.event, &due.id).await {
             Render::Deliver(r) => (r, true),
             outcome => {
-                let label = if matches!(outcome, Render::Held(_)) { "held" } else { "filtered" };
-                shared.metrics.deliveries.with_label_values(&[hook.id.as_str(), label]).inc();
-                if let Err(e) = shared.store.save_render(seq, &outcome, shared.clock.now()).await {
+                let label = if matches!(outcome, Render::Held(_)) {
+                    "held"
+                } else {
+                    "filtered"
+                };
+                shared
+                    .metrics
+                    .deliveries
+                    .with_label_values(&[hook.id.as_str(), label])
+                    .inc();
+                if let Err(e) = shared
+                    .store
+                    .save_render(seq, &outcome, shared.clock.now())
+                    .await
+                {
                     warn!(error = %e, "cannot record the plugin outcome");
                 }
                 return seq;
@@ -161,7 +186,9 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> i64 {
         AfterAttempt::Retry { .. } => "retrying",
         AfterAttempt::Dead => "dead",
     };
-    m.deliveries.with_label_values(&[hook.id.as_str(), outcome]).inc();
+    m.deliveries
+        .with_label_values(&[hook.id.as_str(), outcome])
+        .inc();
     debug!(status = ?out.attempt.status, error = ?out.attempt.error, ?after, "attempt done");
     let at = out.attempt.at;
     let recorded = shared
@@ -171,11 +198,16 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> i64 {
     match recorded {
         Ok(health) => {
             if out.verdict == Verdict::Gone {
-                shared.disable(&hook.id, "subscriber answered 410 Gone".into()).await;
+                shared
+                    .disable(&hook.id, "subscriber answered 410 Gone".into())
+                    .await;
             } else if let Some(since) = health.failing_since {
                 let limit = hook.policy.disable_after.as_millis() as Millis;
                 if at - since >= limit {
-                    let reason = format!("failing continuously for {} hours", hook.policy.disable_after.as_secs() / 3600);
+                    let reason = format!(
+                        "failing continuously for {} hours",
+                        hook.policy.disable_after.as_secs() / 3600
+                    );
                     shared.disable(&hook.id, reason).await;
                 }
             }
@@ -192,7 +224,9 @@ fn after_attempt(hook: &Webhook, due: &Due, verdict: Verdict, now: Millis) -> Af
         Verdict::Gone => None,
     };
     match schedule::after_failure(&hook.policy, due.failures, retry_after, schedule::jitter()) {
-        Next::RetryIn(d) => AfterAttempt::Retry { at: now + d.as_millis() as Millis },
+        Next::RetryIn(d) => AfterAttempt::Retry {
+            at: now + d.as_millis() as Millis,
+        },
         Next::GiveUp => AfterAttempt::Dead,
     }
 }

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::event::{rfc3339, Event, Millis};
+use crate::event::{Event, Millis, rfc3339};
 
 pub const MAX_BATCH: usize = 1000;
 
@@ -109,11 +109,14 @@ fn parse_one(text: &str, at: &str, received_at: Millis) -> Result<Event, Envelop
 pub fn check_type(t: &str) -> Result<(), String> {
     let ok = !t.is_empty()
         && t.len() <= 128
-        && t.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'));
+        && t.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(format!("type {t:?} must be 1..=128 characters of [a-z0-9_.-]"))
+        Err(format!(
+            "type {t:?} must be 1..=128 characters of [a-z0-9_.-]"
+        ))
     }
 }
 
@@ -181,8 +184,14 @@ mod tests {
         for b in bad {
             assert!(parse_body(b, T).is_err(), "{}", String::from_utf8_lossy(b));
         }
-        let many = format!("[{}]", vec![r#"{"type":"a","data":1}"#; MAX_BATCH + 1].join(","));
-        assert_eq!(parse_body(many.as_bytes(), T), Err(EnvelopeError::TooMany(MAX_BATCH + 1)));
+        let many = format!(
+            "[{}]",
+            vec![r#"{"type":"a","data":1}"#; MAX_BATCH + 1].join(",")
+        );
+        assert_eq!(
+            parse_body(many.as_bytes(), T),
+            Err(EnvelopeError::TooMany(MAX_BATCH + 1))
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ pub async fn post_events(
     let reject = |reason: &str| m.events_rejected.with_label_values(&[reason]).inc();
     if app.shutting_down.is_cancelled() {
         reject("shutting_down");
-        return Err(ApiError::unavailable("shutting_down", "weir is shutting down; retry shortly"));
+        return Err(ApiError::unavailable(
+            "shutting_down",
+            "weir is shutting down; retry shortly",
+        ));
     }
     let config = app.config.load_full();
     if let Some(token) = &config.server.ingest_token {
@@ -60,7 +63,11 @@ pub async fn post_events(
             event,
         })
         .collect();
-    let stored = app.store.ingest(batch, now, DEDUP_WINDOW_MS).await.inspect_err(|_| reject("store"))?;
+    let stored = app
+        .store
+        .ingest(batch, now, DEDUP_WINDOW_MS)
+        .await
+        .inspect_err(|_| reject("store"))?;
     for outcome in &stored {
         match outcome {
             Ingested::Stored(deliveries) => {

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -74,7 +76,11 @@ impl Plugins {
         Self::build(limits, metrics, None)
     }
 
-    fn build(limits: PluginLimits, metrics: Arc<Metrics>, cache: Option<std::path::PathBuf>) -> anyhow::Result<Plugins> {
+    fn build(
+        limits: PluginLimits,
+        metrics: Arc<Metrics>,
+        cache: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Plugins> {
         let engine = engine()?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -82,7 +88,9 @@ impl Plugins {
         Filter::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), stop_ticker.clone());
-        let concurrency = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
+        let concurrency = std::thread::available_parallelism()
+            .map_or(4, |n| n.get() * 2)
+            .max(4);
         Ok(Plugins {
             inner: Arc::new(Inner {
                 registry: Registry::new(cache),
@@ -119,7 +127,8 @@ impl Plugins {
 
     /// Checks that `path` is a loadable `filter` component, without loading it.
     pub fn validate_file(&self, path: &Path) -> anyhow::Result<()> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         super::registry::compile(&self.inner, &bytes, None).map(|_| ())
     }
 
@@ -143,7 +152,9 @@ impl Plugins {
         config: &str,
         ctx: &CallContext<'_>,
     ) -> Result<Verdict, PluginError> {
-        self.call_capturing_logs(snapshot, name, event, request, config, ctx).await.0
+        self.call_capturing_logs(snapshot, name, event, request, config, ctx)
+            .await
+            .0
     }
 
     /// Like [`Self::call`], also returning the log lines the call produced.
@@ -157,10 +168,19 @@ impl Plugins {
         ctx: &CallContext<'_>,
     ) -> (Result<Verdict, PluginError>, Vec<String>) {
         let Some(loaded) = snapshot.0.get(name).cloned() else {
-            let why = self.inner.registry.failure(name).unwrap_or_else(|| "no such plugin in the plugins folder".into());
+            let why = self
+                .inner
+                .registry
+                .failure(name)
+                .unwrap_or_else(|| "no such plugin in the plugins folder".into());
             return (Err(PluginError::NotLoaded(why)), Vec::new());
         };
-        let _permit = self.inner.permits.acquire().await.expect("semaphore never closes");
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closes");
         let inner = self.inner.clone();
         let job = CallJob {
             event: event.clone(),
@@ -172,9 +192,16 @@ impl Plugins {
         let started = Instant::now();
         let out = tokio::task::spawn_blocking(move || inner.call_sync(&loaded, job))
             .await
-            .unwrap_or_else(|e| (Err(PluginError::Trap(format!("host task failed: {e}"))), Vec::new()));
+            .unwrap_or_else(|e| {
+                (
+                    Err(PluginError::Trap(format!("host task failed: {e}"))),
+                    Vec::new(),
+                )
+            });
         let m = &self.inner.metrics;
-        m.plugin_seconds.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+        m.plugin_seconds
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
         let result = match &out.0 {
             Ok(Verdict::Deliver(_)) => "deliver",
             Ok(Verdict::Drop(_)) => "drop",
@@ -185,8 +212,18 @@ impl Plugins {
     }
 
     /// A synchronous call for benchmarks: no thread hop, no semaphore.
-    pub fn call_blocking(&self, name: &str, event: &Event, request: &Rendered, config: &str) -> Result<Verdict, PluginError> {
-        let loaded = self.inner.registry.get(name).ok_or_else(|| PluginError::NotLoaded(name.into()))?;
+    pub fn call_blocking(
+        &self,
+        name: &str,
+        event: &Event,
+        request: &Rendered,
+        config: &str,
+    ) -> Result<Verdict, PluginError> {
+        let loaded = self
+            .inner
+            .registry
+            .get(name)
+            .ok_or_else(|| PluginError::NotLoaded(name.into()))?;
         let job = CallJob {
             event: event.clone(),
             request: request.clone(),
@@ -210,17 +247,27 @@ struct CallJob {
 }
 
 impl Inner {
-    fn call_sync(&self, loaded: &Loaded, job: CallJob) -> (Result<Verdict, PluginError>, Vec<String>) {
+    fn call_sync(
+        &self,
+        loaded: &Loaded,
+        job: CallJob,
+    ) -> (Result<Verdict, PluginError>, Vec<String>) {
         let limits = *self.limits.lock().expect("limits");
         let stdout = MemoryOutputPipe::new(MAX_STDIO);
         let stderr = MemoryOutputPipe::new(MAX_STDIO);
-        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
         let state = HostState {
             wasi,
             http: WasiHttpCtx::new(),
             hooks: DenyHttp,
             table: ResourceTable::new(),
-            memory: MemoryLimit { max: limits.memory_bytes, exceeded: false },
+            memory: MemoryLimit {
+                max: limits.memory_bytes,
+                exceeded: false,
+            },
             log: LogSink {
                 plugin: loaded.name.clone(),
                 webhook: job.webhook,
@@ -241,11 +288,15 @@ impl Inner {
             }
             match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => PluginError::Timeout(limits.timeout.as_millis() as u64),
-                Some(trap) => PluginError::Trap(with_last_words(trap.to_string(), &stderr.contents())),
+                Some(trap) => {
+                    PluginError::Trap(with_last_words(trap.to_string(), &stderr.contents()))
+                }
                 None => PluginError::Trap(format!("call failed: {e}")),
             }
         });
-        let result = result.and_then(|r| r.map_err(PluginError::Returned)).and_then(convert_verdict);
+        let result = result
+            .and_then(|r| r.map_err(PluginError::Returned))
+            .and_then(convert_verdict);
         let mut state = store.into_data();
         for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
             let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
@@ -273,14 +324,21 @@ fn run_guest(
         data: event.data.clone(),
         occurred_at: event.occurred_at.clone(),
     };
-    let request = bindings::Request { body: request.body.clone(), headers: request.headers.clone() };
+    let request = bindings::Request {
+        body: request.body.clone(),
+        headers: request.headers.clone(),
+    };
     filter.call_handle(&mut *store, &event, &request, config)
 }
 
 /// Adds the guest's last stderr line (a panic message, usually) to `what`.
 fn with_last_words(what: String, stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
-    let last = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note:")).last();
+    let last = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note:"))
+        .last();
     match last {
         Some(line) => format!("{what}; stderr: {}", truncate(line, 200)),
         None => what,
@@ -290,15 +348,25 @@ fn with_last_words(what: String, stderr: &[u8]) -> String {
 /// Checks what a plugin returned before it can reach a subscriber.
 fn convert_verdict(v: bindings::Verdict) -> Result<Verdict, PluginError> {
     let r = match v {
-        bindings::Verdict::Drop(reason) => return Ok(Verdict::Drop(truncate(&reason, MAX_LOG_LINE))),
+        bindings::Verdict::Drop(reason) => {
+            return Ok(Verdict::Drop(truncate(&reason, MAX_LOG_LINE)));
+        }
         bindings::Verdict::Deliver(r) => r,
     };
     if r.body.len() > MAX_BODY {
-        return Err(PluginError::InvalidOutput(format!("body of {} bytes is over the {} byte limit", r.body.len(), MAX_BODY)));
+        return Err(PluginError::InvalidOutput(format!(
+            "body of {} bytes is over the {} byte limit",
+            r.body.len(),
+            MAX_BODY
+        )));
     }
     for (name, value) in &r.headers {
-        if http::HeaderName::try_from(name.as_str()).is_err() || http::HeaderValue::try_from(value.as_str()).is_err() {
-            return Err(PluginError::InvalidOutput(format!("header {name:?} is not a valid HTTP header")));
+        if http::HeaderName::try_from(name.as_str()).is_err()
+            || http::HeaderValue::try_from(value.as_str()).is_err()
+        {
+            return Err(PluginError::InvalidOutput(format!(
+                "header {name:?} is not a valid HTTP header"
+            )));
         }
     }
     let content_type = r
@@ -310,10 +378,15 @@ fn convert_verdict(v: bindings::Verdict) -> Result<Verdict, PluginError> {
     let json = content_type.as_deref().is_none_or(|ct| ct.contains("json"));
     if json {
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&r.body) {
-            return Err(PluginError::InvalidOutput(format!("body is not valid JSON ({e})")));
+            return Err(PluginError::InvalidOutput(format!(
+                "body is not valid JSON ({e})"
+            )));
         }
     }
-    Ok(Verdict::Deliver(Rendered { body: r.body, headers: r.headers }))
+    Ok(Verdict::Deliver(Rendered {
+        body: r.body,
+        headers: r.headers,
+    }))
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -380,13 +453,20 @@ pub(super) struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -401,8 +481,14 @@ impl WasiHttpHooks for DenyHttp {
         _request: http::Request<wasmtime_wasi_http::WasiBody>,
         _options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Io,
-    ) -> Box<dyn Future<Output = wasmtime_wasi_http::Result<(http::Response<wasmtime_wasi_http::WasiBody>, Io)>> + Send>
-    {
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Io,
+                )>,
+            > + Send,
+    > {
         Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
@@ -414,7 +500,12 @@ struct MemoryLimit {
 }
 
 impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max {
             self.exceeded = true;
             return Ok(false);
@@ -422,7 +513,12 @@ impl ResourceLimiter for MemoryLimit {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -444,7 +540,8 @@ impl LogSink {
             return;
         }
         let message = truncate(message, MAX_LOG_LINE);
-        let (plugin, webhook, event, delivery) = (&self.plugin, &self.webhook, &self.event, &self.delivery);
+        let (plugin, webhook, event, delivery) =
+            (&self.plugin, &self.webhook, &self.event, &self.delivery);
         match level {
             Level::Debug => tracing::debug!(plugin, webhook, event, delivery, "plugin: {message}"),
             Level::Info => tracing::info!(plugin, webhook, event, delivery, "plugin: {message}"),
@@ -463,7 +560,12 @@ impl LogSink {
     fn finish(&mut self) {
         if self.dropped > 0 {
             let (plugin, event) = (&self.plugin, &self.event);
-            tracing::warn!(plugin, event, dropped = self.dropped, "plugin log lines dropped (limit {MAX_LOG_LINES} per call)");
+            tracing::warn!(
+                plugin,
+                event,
+                dropped = self.dropped,
+                "plugin log lines dropped (limit {MAX_LOG_LINES} per call)"
+            );
         }
     }
 }

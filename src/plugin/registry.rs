@@ -62,11 +62,20 @@ impl Registry {
 
     /// The last load error of `name`, if it failed.
     pub fn failure(&self, name: &str) -> Option<String> {
-        self.status.lock().expect("status").get(name).and_then(|s| s.error.clone())
+        self.status
+            .lock()
+            .expect("status")
+            .get(name)
+            .and_then(|s| s.error.clone())
     }
 
     pub fn states(&self) -> Vec<PluginStatus> {
-        self.status.lock().expect("status").values().cloned().collect()
+        self.status
+            .lock()
+            .expect("status")
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn rescan(&self, host: &Inner, dir: &Path) -> Vec<Change> {
@@ -75,7 +84,9 @@ impl Registry {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                let Some(name) = plugin_name(&path) else { continue };
+                let Some(name) = plugin_name(&path) else {
+                    continue;
+                };
                 if path.is_file() {
                     found.insert(name, path);
                 }
@@ -101,14 +112,19 @@ impl Registry {
             });
             self.status.lock().expect("status").remove(&name);
             tried.remove(&name);
-            changes.push(Change { name, what: "unloaded", error: None });
+            changes.push(Change {
+                name,
+                what: "unloaded",
+                error: None,
+            });
         }
         changes
     }
 
     pub fn load_file(&self, host: &Inner, path: &Path) -> anyhow::Result<String> {
         let mut tried = self.writing.lock().expect("registry writer");
-        let name = plugin_name(path).with_context(|| format!("{} is not a <name>.wasm file", path.display()))?;
+        let name = plugin_name(path)
+            .with_context(|| format!("{} is not a <name>.wasm file", path.display()))?;
         match self.load_locked(host, &name, path, &mut tried) {
             Some(Change { error: Some(e), .. }) => bail!(e),
             _ => Ok(name),
@@ -116,22 +132,39 @@ impl Registry {
     }
 
     /// Loads `path` as `name` unless its content is what is loaded already.
-    fn load_locked(&self, host: &Inner, name: &str, path: &Path, tried: &mut HashMap<String, String>) -> Option<Change> {
+    fn load_locked(
+        &self,
+        host: &Inner,
+        name: &str,
+        path: &Path,
+        tried: &mut HashMap<String, String>,
+    ) -> Option<Change> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) => return Some(self.record_failure(name, format!("cannot read {}: {e}", path.display()))),
+            Err(e) => {
+                return Some(
+                    self.record_failure(name, format!("cannot read {}: {e}", path.display())),
+                );
+            }
         };
         let sha256 = hex::encode(Sha256::digest(&bytes));
         if tried.get(name) == Some(&sha256) {
             return None;
         }
         tried.insert(name.to_owned(), sha256.clone());
-        let pre = match compile(host, &bytes, self.cache.as_deref().map(|d| (d, sha256.as_str()))) {
+        let pre = match compile(
+            host,
+            &bytes,
+            self.cache.as_deref().map(|d| (d, sha256.as_str())),
+        ) {
             Ok(pre) => pre,
             Err(e) => return Some(self.record_failure(name, format!("{e:#}"))),
         };
         let replaced = self.get(name).is_some();
-        let loaded = Arc::new(Loaded { name: name.to_owned(), pre });
+        let loaded = Arc::new(Loaded {
+            name: name.to_owned(),
+            pre,
+        });
         self.swap(|map| {
             map.insert(name.to_owned(), loaded);
         });
@@ -145,25 +178,35 @@ impl Registry {
                 error: None,
             },
         );
-        Some(Change { name: name.to_owned(), what: if replaced { "replaced" } else { "loaded" }, error: None })
+        Some(Change {
+            name: name.to_owned(),
+            what: if replaced { "replaced" } else { "loaded" },
+            error: None,
+        })
     }
 
     /// Records a failed load; the previous good version (if any) stays.
     fn record_failure(&self, name: &str, error: String) -> Change {
         let mut status = self.status.lock().expect("status");
-        let entry = status.entry(name.to_owned()).or_insert_with(|| PluginStatus {
-            name: name.to_owned(),
-            sha256: None,
-            loaded_at: None,
-            state: PluginState::Failed,
-            error: None,
-        });
+        let entry = status
+            .entry(name.to_owned())
+            .or_insert_with(|| PluginStatus {
+                name: name.to_owned(),
+                sha256: None,
+                loaded_at: None,
+                state: PluginState::Failed,
+                error: None,
+            });
         // `sha256` and `loaded_at` keep describing the version still serving.
         entry.error = Some(error.clone());
         if self.loaded.load().get(name).is_none() {
             entry.state = PluginState::Failed;
         }
-        Change { name: name.to_owned(), what: "rejected", error: Some(error) }
+        Change {
+            name: name.to_owned(),
+            what: "rejected",
+            error: Some(error),
+        }
     }
 
     fn swap(&self, f: impl FnOnce(&mut HashMap<String, Arc<Loaded>>)) {
@@ -178,13 +221,19 @@ fn plugin_name(path: &Path) -> Option<String> {
     let name = file.strip_suffix(".wasm")?;
     let ok = !name.is_empty()
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     ok.then(|| name.to_owned())
 }
 
 /// Validates and compiles a plugin, using (and filling) the on-disk cache
 /// `(dir, sha256)` when given.
-pub(super) fn compile(host: &Inner, bytes: &[u8], cache: Option<(&Path, &str)>) -> anyhow::Result<FilterPre<HostState>> {
+pub(super) fn compile(
+    host: &Inner,
+    bytes: &[u8],
+    cache: Option<(&Path, &str)>,
+) -> anyhow::Result<FilterPre<HostState>> {
     match bytes.get(..8) {
         Some([0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00]) => {}
         Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => bail!(
@@ -213,7 +262,12 @@ pub(super) fn compile(host: &Inner, bytes: &[u8], cache: Option<(&Path, &str)>) 
     })
 }
 
-fn cached_component(host: &Inner, bytes: &[u8], dir: &Path, sha: &str) -> anyhow::Result<Component> {
+fn cached_component(
+    host: &Inner,
+    bytes: &[u8],
+    dir: &Path,
+    sha: &str,
+) -> anyhow::Result<Component> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     host.engine.precompile_compatibility_hash().hash(&mut h);
     let file = dir.join(format!("{sha}-{:016x}.cwasm", h.finish()));
@@ -236,21 +290,27 @@ fn cached_component(host: &Inner, bytes: &[u8], dir: &Path, sha: &str) -> anyhow
 }
 
 fn from_binary(host: &Inner, bytes: &[u8]) -> anyhow::Result<Component> {
-    Component::from_binary(&host.engine, bytes).map_err(|e| anyhow::anyhow!("does not compile: {e:#}"))
+    Component::from_binary(&host.engine, bytes)
+        .map_err(|e| anyhow::anyhow!("does not compile: {e:#}"))
 }
 
 /// Defines every function of imported interfaces weir does not provide (not
 /// `wasi:*`, not `weir:*`) as a trap, so a component that imports something
 /// it never calls still loads. WASI names are left to the linker's semver
 /// matching: stubbing them would shadow the real implementation.
-fn stub_foreign_imports(linker: &mut Linker<HostState>, component: &Component) -> anyhow::Result<()> {
+fn stub_foreign_imports(
+    linker: &mut Linker<HostState>,
+    component: &Component,
+) -> anyhow::Result<()> {
     let engine = linker.engine().clone();
     let ty = component.component_type();
     for (name, item) in ty.imports(&engine) {
         if name.starts_with("wasi:") || name.starts_with("weir:") {
             continue;
         }
-        let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
         let mut scope = linker.instance(name)?;
         for (export, export_item) in instance.exports(&engine) {
             match export_item.ty {
@@ -260,7 +320,9 @@ fn stub_foreign_imports(linker: &mut Linker<HostState>, component: &Component) -
                         wasmtime::bail!("import `{full}` is not available to weir plugins")
                     })?;
                 }
-                ComponentItem::Resource(_) => scope.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?,
+                ComponentItem::Resource(_) => {
+                    scope.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?
+                }
                 _ => {}
             }
         }

@@ -35,9 +35,21 @@ pub async fn render(plugins: &Plugins, hook: &Webhook, event: &Event, delivery: 
             event: &event.id,
             delivery,
         };
-        match plugins.call(&snapshot, &step.name, event, &request, &step.config_json, &ctx).await {
+        match plugins
+            .call(
+                &snapshot,
+                &step.name,
+                event,
+                &request,
+                &step.config_json,
+                &ctx,
+            )
+            .await
+        {
             Ok(Verdict::Deliver(next)) => request = next,
-            Ok(Verdict::Drop(reason)) => return Render::Filtered(format!("{}: {reason}", step.name)),
+            Ok(Verdict::Drop(reason)) => {
+                return Render::Filtered(format!("{}: {reason}", step.name));
+            }
             Err(failure) => {
                 let why = format!("plugin {} failed: {failure}", step.name);
                 tracing::warn!(webhook = %hook.id, event = %event.id, plugin = %step.name, error = %failure, policy = ?step.on_error, "plugin failure");

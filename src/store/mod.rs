@@ -226,12 +226,22 @@ pub trait Store: Send + Sync + 'static {
     /// Live deliveries per webhook.
     async fn queue_depths(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
-    async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError>;
-    async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRecord, Vec<Attempt>)>, StoreError>;
+    async fn list_deliveries(
+        &self,
+        filter: DeliveryFilter,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn delivery(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DeliveryRecord, Vec<Attempt>)>, StoreError>;
 
     /// Makes a final delivery pending again (held and filtered ones re-run the
     /// plugin chain). Returns its webhook.
-    async fn replay(&self, id: &str, now: Millis) -> Result<Result<String, ReplayRefused>, StoreError>;
+    async fn replay(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> Result<Result<String, ReplayRefused>, StoreError>;
     /// Replays every delivery of `webhook` in `state` updated since `since`.
     async fn replay_all(
         &self,

@@ -93,7 +93,8 @@ impl SqliteStore {
 }
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    let conn =
+        Connection::open(path).map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -454,7 +455,13 @@ impl Store for SqliteStore {
             );
             c.prepare_cached(&sql)?
                 .query_map(
-                    params![f.webhook, f.state.map(DeliveryState::as_str), f.event_id, after_seq, f.limit as i64],
+                    params![
+                        f.webhook,
+                        f.state.map(DeliveryState::as_str),
+                        f.event_id,
+                        after_seq,
+                        f.limit as i64
+                    ],
                     record_from_row,
                 )?
                 .collect()
@@ -462,7 +469,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRecord, Vec<Attempt>)>, StoreError> {
+    async fn delivery(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DeliveryRecord, Vec<Attempt>)>, StoreError> {
         let id = id.to_owned();
         self.read(move |c| {
             let found = c
@@ -491,14 +501,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn replay(&self, id: &str, now: Millis) -> Result<Result<String, ReplayRefused>, StoreError> {
+    async fn replay(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> Result<Result<String, ReplayRefused>, StoreError> {
         let id = id.to_owned();
         self.write(move |c| {
             let hook: Option<(String, String)> = c
                 .prepare_cached("SELECT webhook_id, state FROM deliveries WHERE id = ?1")?
                 .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            let Some((hook, state)) = hook else { return Ok(Err(ReplayRefused::NotFound)) };
+            let Some((hook, state)) = hook else {
+                return Ok(Err(ReplayRefused::NotFound));
+            };
             if matches!(state.as_str(), "pending" | "retrying") {
                 return Ok(Err(ReplayRefused::AlreadyQueued));
             }
@@ -557,7 +573,8 @@ impl Store for SqliteStore {
 
 /// A replayed delivery starts over: due now, a fresh retry schedule, and the
 /// plugin chain re-run where the last outcome was not a request to send.
-const REPLAY_SQL: &str = "UPDATE deliveries SET state = 'pending', next_at = ?1, failures = 0, updated_at = ?1,
+const REPLAY_SQL: &str =
+    "UPDATE deliveries SET state = 'pending', next_at = ?1, failures = 0, updated_at = ?1,
     reason = NULL,
     body = CASE WHEN state IN ('held', 'filtered') THEN NULL ELSE body END,
     headers = CASE WHEN state IN ('held', 'filtered') THEN NULL ELSE headers END
@@ -597,7 +614,13 @@ mod tests {
     }
 
     fn attempt(at: Millis) -> Attempt {
-        Attempt { at, status: Some(200), error: None, latency_ms: 1, response: String::new() }
+        Attempt {
+            at,
+            status: Some(200),
+            error: None,
+            latency_ms: 1,
+            response: String::new(),
+        }
     }
 
     #[tokio::test]
@@ -606,13 +629,35 @@ mod tests {
         let store = SqliteStore::open(dir.path()).unwrap();
         let day = 86_400_000;
         let old = 1_000 * day;
-        store.ingest((0..5).map(|i| event(&format!("old{i}"))).collect(), old, day).await.unwrap();
-        store.ingest(vec![event("new"), event("pending")], old + 20 * day, day).await.unwrap();
+        store
+            .ingest(
+                (0..5).map(|i| event(&format!("old{i}"))).collect(),
+                old,
+                day,
+            )
+            .await
+            .unwrap();
+        store
+            .ingest(vec![event("new"), event("pending")], old + 20 * day, day)
+            .await
+            .unwrap();
         // Deliver the five old ones at `old`, and "new" 20 days later.
-        let due = store.due("w", old + 30 * day, 10, false, vec![]).await.unwrap();
+        let due = store
+            .due("w", old + 30 * day, 10, false, vec![])
+            .await
+            .unwrap();
         for d in &due {
-            let at = if d.event.id.starts_with("old") { old } else if d.event.id == "new" { old + 20 * day } else { continue };
-            store.finish_attempt(d.seq, "w", None, attempt(at), AfterAttempt::Delivered).await.unwrap();
+            let at = if d.event.id.starts_with("old") {
+                old
+            } else if d.event.id == "new" {
+                old + 20 * day
+            } else {
+                continue;
+            };
+            store
+                .finish_attempt(d.seq, "w", None, attempt(at), AfterAttempt::Delivered)
+                .await
+                .unwrap();
         }
         // Retention of 14 days, measured at old + 21 days: the five old go, in batches of 2.
         let before = old + 21 * day - 14 * day;
@@ -621,7 +666,10 @@ mod tests {
         assert_eq!(store.purge(before, 2).await.unwrap(), 1);
         assert_eq!(store.purge(before, 2).await.unwrap(), 0);
         let left: Vec<String> = store
-            .list_deliveries(DeliveryFilter { limit: 100, ..Default::default() })
+            .list_deliveries(DeliveryFilter {
+                limit: 100,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_iter()
@@ -638,10 +686,16 @@ mod tests {
         let window = 24 * 3_600_000;
         let first = store.ingest(vec![event("e")], t, window).await.unwrap();
         assert!(matches!(&first[0], Ingested::Stored(d) if d.len() == 1));
-        let again = store.ingest(vec![event("e"), event("e")], t + 1000, window).await.unwrap();
+        let again = store
+            .ingest(vec![event("e"), event("e")], t + 1000, window)
+            .await
+            .unwrap();
         assert_eq!(again, vec![Ingested::Duplicate, Ingested::Duplicate]);
         // After the window, the same id is a new event.
-        let later = store.ingest(vec![event("e")], t + window + 1, window).await.unwrap();
+        let later = store
+            .ingest(vec![event("e")], t + window + 1, window)
+            .await
+            .unwrap();
         assert!(matches!(&later[0], Ingested::Stored(_)));
     }
 }

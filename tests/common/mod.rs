@@ -23,11 +23,15 @@ pub fn test_plugin(name: &str) -> PathBuf {
 
 /// An example plugin from `plugins/`.
 pub fn example_plugin(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins").join(format!("{name}.wasm"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins")
+        .join(format!("{name}.wasm"))
 }
 
 pub fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -42,7 +46,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     pub fn json(&self) -> Value {
@@ -87,10 +94,12 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(ReceiverState::default());
         let s = state.clone();
-        let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
-            let s = s.clone();
-            async move { record(s, uri.path().to_owned(), headers, body).await }
-        });
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let s = s.clone();
+                async move { record(s, uri.path().to_owned(), headers, body).await }
+            },
+        );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Receiver { addr, state }
     }
@@ -136,21 +145,37 @@ impl Receiver {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
                 let r = self.state.requests.lock().unwrap();
-                panic!("subscriber {} condition not met after {PATIENCE:?}; {} requests arrived", self.addr, r.len());
+                panic!(
+                    "subscriber {} condition not met after {PATIENCE:?}; {} requests arrived",
+                    self.addr,
+                    r.len()
+                );
             }
         }
     }
 }
 
-async fn record(state: Arc<ReceiverState>, path: String, headers: HeaderMap, body: Bytes) -> Response {
+async fn record(
+    state: Arc<ReceiverState>,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let reply = {
         let scripted = state.script.lock().unwrap().pop_front();
-        scripted.or_else(|| state.default.lock().unwrap().clone()).unwrap_or(Reply::Status(200))
+        scripted
+            .or_else(|| state.default.lock().unwrap().clone())
+            .unwrap_or(Reply::Status(200))
     };
     if let Reply::Delay(d) = &reply {
         tokio::time::sleep(*d).await;
     }
-    state.requests.lock().unwrap().push(Received { path, headers, body, at: Instant::now() });
+    state.requests.lock().unwrap().push(Received {
+        path,
+        headers,
+        body,
+        at: Instant::now(),
+    });
     state.arrived.notify_waiters();
     match reply {
         Reply::Status(s) => (StatusCode::from_u16(s).unwrap(), "ok").into_response(),
@@ -202,11 +227,18 @@ impl Weir {
     }
 
     /// Like [`Weir::boot`], with server time from `clock`.
-    pub async fn boot_with_clock(dir: tempfile::TempDir, clock: Arc<dyn weir::event::Clock>) -> Weir {
+    pub async fn boot_with_clock(
+        dir: tempfile::TempDir,
+        clock: Arc<dyn weir::event::Clock>,
+    ) -> Weir {
         init_logging();
         let config = weir::config::Config::load(&dir.path().join("config.toml"))
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let admin_token = config.server.admin_token.as_ref().map(|_| "admin-secret".to_owned());
+        let admin_token = config
+            .server
+            .admin_token
+            .as_ref()
+            .map(|_| "admin-secret".to_owned());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -218,7 +250,14 @@ impl Weir {
             },
             clock,
         ));
-        Weir { url, dir, shutdown: Some(tx), task: Some(task), client: reqwest::Client::new(), admin_token }
+        Weir {
+            url,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+            client: reqwest::Client::new(),
+            admin_token,
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -234,7 +273,13 @@ impl Weir {
 
     /// POSTs raw bytes to /v1/events.
     pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let res = self.client.post(format!("{}/v1/events", self.url)).body(body).send().await.unwrap();
+        let res = self
+            .client
+            .post(format!("{}/v1/events", self.url))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
     }
@@ -243,11 +288,20 @@ impl Weir {
     pub async fn send(&self, events: &Value) -> Vec<String> {
         let (status, body) = self.post_raw(events.to_string()).await;
         assert_eq!(status, 202, "ingest refused: {body}");
-        body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+        body["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let res = self.auth(self.client.get(format!("{}{path}", self.url))).send().await.unwrap();
+        let res = self
+            .auth(self.client.get(format!("{}{path}", self.url)))
+            .send()
+            .await
+            .unwrap();
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
     }
@@ -263,14 +317,21 @@ impl Weir {
     }
 
     /// Polls the delivery log until `cond` holds for the deliveries matching `query`.
-    pub async fn wait_deliveries(&self, query: &str, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub async fn wait_deliveries(
+        &self,
+        query: &str,
+        cond: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let rows = self.all_deliveries(query).await;
             if cond(&rows) {
                 return rows;
             }
-            assert!(Instant::now() < deadline, "delivery log never satisfied the condition for {query:?}: {rows:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "delivery log never satisfied the condition for {query:?}: {rows:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -280,7 +341,9 @@ impl Weir {
         let mut rows = Vec::new();
         let mut after = String::new();
         loop {
-            let (status, body) = self.get(&format!("/v1/deliveries?limit=1000&{query}{after}")).await;
+            let (status, body) = self
+                .get(&format!("/v1/deliveries?limit=1000&{query}{after}"))
+                .await;
             assert_eq!(status, 200, "{body}");
             rows.extend(body["deliveries"].as_array().unwrap().iter().cloned());
             match body["next"].as_str() {
@@ -323,7 +386,10 @@ pub async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) ->
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 /// A clock the test moves forward by hand.
@@ -334,7 +400,8 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn advance(&self, by: Duration) {
-        self.offset_ms.fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
+        self.offset_ms
+            .fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
