@@ -29,7 +29,7 @@ struct Envelope<'a> {
 impl Event {
     /// The default body POSTed to subscribers: the envelope of SPEC §1.
     pub fn envelope_json(&self) -> String {
-        let data: &RawValue = serde_json::from_str(&self.data).unwrap_or_else(|_| RawValue::NULL);
+        let data: &RawValue = serde_json::from_str(&self.data).unwrap_or(RawValue::NULL);
         serde_json::to_string(&Envelope {
             id: &self.id,
             event_type: &self.event_type,

@@ -30,15 +30,13 @@ fn spawn(dir: &std::path::Path) -> Process {
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(i) = line.find("addr=") {
-                    let addr: String = line[i + 5..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
+            if !sent && let Some(i) = line.find("addr=") {
+                let addr: String = line[i + 5..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                let _ = tx.send(addr);
+                sent = true;
             }
         }
     });
@@ -84,17 +82,17 @@ async fn kill_9_during_load_loses_no_accepted_event() {
                 .json(&batch)
                 .send()
                 .await;
-            if let Ok(r) = res {
-                if r.status() == 202 {
-                    let body: Value = r.json().await.unwrap();
-                    accepted.extend(
-                        body["ids"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|v| v.as_str().unwrap().to_owned()),
-                    );
-                }
+            if let Ok(r) = res
+                && r.status() == 202
+            {
+                let body: Value = r.json().await.unwrap();
+                accepted.extend(
+                    body["ids"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_owned()),
+                );
             }
             next += 25;
             sent_this_round += 25;

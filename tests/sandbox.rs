@@ -330,7 +330,7 @@ async fn a_held_delivery_replays_through_the_fixed_plugin() {
             .iter()
             .find(|p| p["name"] == "flaky")
             .cloned()?;
-        (p["sha256"].as_str()? != "" && p["loaded_at"].is_string() && p["error"].is_null())
+        (!p["sha256"].as_str()?.is_empty() && p["loaded_at"].is_string() && p["error"].is_null())
             .then_some(())?;
         Some(())
     })

@@ -152,13 +152,13 @@ pub async fn list_deliveries(
             }
         },
     };
-    if let Some(after) = &q.after {
-        if !after.starts_with("dlv_") {
-            return Err(ApiError::bad_request(
-                "bad_cursor",
-                format!("after {after:?} is not a delivery id"),
-            ));
-        }
+    if let Some(after) = &q.after
+        && !after.starts_with("dlv_")
+    {
+        return Err(ApiError::bad_request(
+            "bad_cursor",
+            format!("after {after:?} is not a delivery id"),
+        ));
     }
     let filter = DeliveryFilter {
         webhook: q.webhook,

@@ -121,8 +121,8 @@ pub async fn deliveries(
     }
     let rows = answer["deliveries"].as_array().cloned().unwrap_or_default();
     println!(
-        "{:<30} {:<20} {:<10} {:>8} {:<24} {}",
-        "DELIVERY", "WEBHOOK", "STATUS", "ATTEMPTS", "UPDATED", "EVENT / REASON"
+        "{:<30} {:<20} {:<10} {:>8} {:<24} EVENT / REASON",
+        "DELIVERY", "WEBHOOK", "STATUS", "ATTEMPTS", "UPDATED"
     );
     for r in &rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();

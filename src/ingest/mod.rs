@@ -34,11 +34,11 @@ pub async fn post_events(
         ));
     }
     let config = app.config.load_full();
-    if let Some(token) = &config.server.ingest_token {
-        if !bearer_ok(&headers, token) {
-            reject("unauthorized");
-            return Err(ApiError::unauthorized());
-        }
+    if let Some(token) = &config.server.ingest_token
+        && !bearer_ok(&headers, token)
+    {
+        reject("unauthorized");
+        return Err(ApiError::unauthorized());
     }
     let limit = config.server.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {

@@ -337,8 +337,7 @@ fn with_last_words(what: String, stderr: &[u8]) -> String {
     let last = text
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("note:"))
-        .last();
+        .rfind(|l| !l.is_empty() && !l.starts_with("note:"));
     match last {
         Some(line) => format!("{what}; stderr: {}", truncate(line, 200)),
         None => what,
@@ -376,12 +375,10 @@ fn convert_verdict(v: bindings::Verdict) -> Result<Verdict, PluginError> {
         .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| v.to_ascii_lowercase());
     let json = content_type.as_deref().is_none_or(|ct| ct.contains("json"));
-    if json {
-        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&r.body) {
-            return Err(PluginError::InvalidOutput(format!(
-                "body is not valid JSON ({e})"
-            )));
-        }
+    if json && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&r.body) {
+        return Err(PluginError::InvalidOutput(format!(
+            "body is not valid JSON ({e})"
+        )));
     }
     Ok(Verdict::Deliver(Rendered {
         body: r.body,

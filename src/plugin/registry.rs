@@ -246,10 +246,10 @@ pub(super) fn compile(
         None => from_binary(host, bytes)?,
     };
     for (import, _) in component.component_type().imports(&host.engine) {
-        if let Some(rest) = import.strip_prefix(PACKAGE) {
-            if !rest.contains(COMPATIBLE) {
-                bail!("imports {import}, but this weir serves weir:plugin@0.1.x");
-            }
+        if let Some(rest) = import.strip_prefix(PACKAGE)
+            && !rest.contains(COMPATIBLE)
+        {
+            bail!("imports {import}, but this weir serves weir:plugin@0.1.x");
         }
     }
     let mut linker = host.linker.clone();
