@@ -9,10 +9,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-fn hook(id: &str, url: &str, extra: &str) -> String {
-    format!("[[webhooks]]\nid = \"{id}\"\nurl = \"{url}\"\n{extra}\n\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_log_pages_newest_first_and_rejects_bad_filters() {
     let sub = Receiver::start().await;
@@ -279,12 +275,7 @@ async fn metrics_count_events_and_outcomes() {
     let _ = weir.post_raw("{").await;
     weir.wait_deliveries("webhook=m&status=delivered", |r| r.len() == 3)
         .await;
-    let text = reqwest::get(format!("{}/metrics", weir.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = weir.metrics().await;
     for line in [
         "weir_events_received_total 3",
         "weir_events_accepted_total 3",

@@ -8,10 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-fn hook(id: &str, url: &str, extra: &str) -> String {
-    format!("[[webhooks]]\nid = \"{id}\"\nurl = \"{url}\"\n{extra}\n\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_fan_out_to_exactly_the_matching_webhooks() {
     let (records, forms, org7, everything, inactive) = (

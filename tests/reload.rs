@@ -8,10 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-fn hook(id: &str, url: &str, extra: &str) -> String {
-    format!("[[webhooks]]\nid = \"{id}\"\nurl = \"{url}\"\n{extra}\n\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_added_removed_and_deactivated_by_editing_config() {
     let (a, b) = (Receiver::start().await, Receiver::start().await);
@@ -122,12 +118,7 @@ async fn a_broken_config_is_rejected_and_the_old_one_keeps_running() {
             .then_some(())
     })
     .await;
-    let text = reqwest::get(format!("{}/metrics", weir.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = weir.metrics().await;
     assert!(
         text.contains("weir_reloads_total{kind=\"config\",result=\"error\"} 1"),
         "{text}"
@@ -319,12 +310,7 @@ async fn a_broken_plugin_is_rejected_and_a_deleted_one_follows_on_error() {
         "{}",
         rows[0]
     );
-    let text = reqwest::get(format!("{}/metrics", weir.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = weir.metrics().await;
     assert!(
         text.contains("weir_reloads_total{kind=\"plugin\",result=\"error\"} 1"),
         "{text}"

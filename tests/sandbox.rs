@@ -11,10 +11,6 @@ use serde_json::{Value, json};
 
 const FORM: &str = "a1b2c3d4-0000-4000-8000-000000000001";
 
-fn hook(id: &str, url: &str, extra: &str) -> String {
-    format!("[[webhooks]]\nid = \"{id}\"\nurl = \"{url}\"\n{extra}\n\n")
-}
-
 fn plugin(name: &str, on_error: &str, config: &str) -> String {
     format!(
         "  [[webhooks.plugins]]\n  name = \"{name}\"\n  on_error = \"{on_error}\"\n  config = {config}\n\n"
@@ -250,12 +246,7 @@ async fn hostile_plugins_are_contained_and_others_keep_delivering() {
     weir.send(&json!({"id": "after", "type": "a.b", "data": 1}))
         .await;
     healthy.wait_for(11).await;
-    let text = reqwest::get(format!("{}/metrics", weir.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = weir.metrics().await;
     assert!(
         text.contains("weir_plugin_calls_total{plugin=\"spin_forever\",result=\"failure\"} 10"),
         "{text}"
@@ -444,16 +435,18 @@ async fn cli_plugin_run_and_check() {
         dir.path().join("plugins/ww.wasm"),
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        "[[webhooks]]\nid = \"a\"\nurl = \"https://example.com\"\n[[webhooks.plugins]]\nname = \"ww\"\n[[webhooks]]\nid = \"a\"\nurl = \"x\"\n",
-    )
-    .unwrap();
-    let out = run(&[
-        "check",
-        "--config",
-        dir.path().join("config.toml").to_str().unwrap(),
-    ]);
+    let check = |config: &str| {
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        run(&[
+            "check",
+            "--config",
+            dir.path().join("config.toml").to_str().unwrap(),
+        ])
+    };
+    let with_plugin = "[[webhooks]]\nid = \"a\"\nurl = \"https://example.com\"\n[[webhooks.plugins]]\nname = \"ww\"\n";
+    let out = check(&format!(
+        "{with_plugin}[[webhooks]]\nid = \"a\"\nurl = \"x\"\n"
+    ));
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr
@@ -474,16 +467,7 @@ async fn cli_plugin_run_and_check() {
         "{stderr}"
     );
     // With the config fixed, the plugin problem is reported.
-    std::fs::write(
-        dir.path().join("config.toml"),
-        "[[webhooks]]\nid = \"a\"\nurl = \"https://example.com\"\n[[webhooks.plugins]]\nname = \"ww\"\n",
-    )
-    .unwrap();
-    let out = run(&[
-        "check",
-        "--config",
-        dir.path().join("config.toml").to_str().unwrap(),
-    ]);
+    let out = check(with_plugin);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -336,6 +336,16 @@ impl Weir {
         }
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Every delivery matching `query`, following the cursor across pages.
     pub async fn all_deliveries(&self, query: &str) -> Vec<Value> {
         let mut rows = Vec::new();
@@ -390,6 +400,11 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
+}
+
+/// One `[[webhooks]]` entry; `extra` adds keys.
+pub fn hook(id: &str, url: &str, extra: &str) -> String {
+    format!("[[webhooks]]\nid = \"{id}\"\nurl = \"{url}\"\n{extra}\n\n")
 }
 
 /// A clock the test moves forward by hand.
