@@ -225,17 +225,7 @@ async fn ssrf_guard_refuses_loopback_unless_allowed() {
     let weir = Weir::start_with(&config, &[]).await;
     weir.send(&json!({"id": "s1", "type": "a.b", "data": 1}))
         .await;
-    let rows = weir
-        .wait_deliveries("webhook=internal", |r| {
-            r.len() == 1 && r[0]["status"] == "dead"
-        })
-        .await;
-    let (_, detail) = weir
-        .get(&format!(
-            "/v1/deliveries/{}",
-            rows[0]["id"].as_str().unwrap()
-        ))
-        .await;
+    let detail = weir.sole_delivery("internal", "dead").await;
     let error = detail["attempt_log"][0]["error"].as_str().unwrap();
     assert!(error.contains("not a global address"), "{error}");
     assert_eq!(sub.count(), 0);
@@ -395,17 +385,7 @@ async fn unreachable_slow_and_garbage_subscribers_are_retried() {
     let weir = Weir::start(&config, &[]).await;
     weir.send(&json!({"id": "u1", "type": "a.b", "data": 1}))
         .await;
-    let rows = weir
-        .wait_deliveries("webhook=refused", |r| {
-            r.len() == 1 && r[0]["status"] == "dead"
-        })
-        .await;
-    let (_, d) = weir
-        .get(&format!(
-            "/v1/deliveries/{}",
-            rows[0]["id"].as_str().unwrap()
-        ))
-        .await;
+    let d = weir.sole_delivery("refused", "dead").await;
     assert!(
         d["attempt_log"][0]["error"]
             .as_str()
@@ -414,17 +394,7 @@ async fn unreachable_slow_and_garbage_subscribers_are_retried() {
         "{d}"
     );
     // The slow answer times out, then the retry succeeds.
-    let rows = weir
-        .wait_deliveries("webhook=slow", |r| {
-            r.len() == 1 && r[0]["status"] == "delivered"
-        })
-        .await;
-    let (_, d) = weir
-        .get(&format!(
-            "/v1/deliveries/{}",
-            rows[0]["id"].as_str().unwrap()
-        ))
-        .await;
+    let d = weir.sole_delivery("slow", "delivered").await;
     assert!(
         d["attempt_log"][0]["error"]
             .as_str()

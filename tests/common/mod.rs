@@ -336,6 +336,24 @@ impl Weir {
         }
     }
 
+    /// Waits until `webhook` has exactly one delivery, in `status`, and
+    /// returns it with its attempt log.
+    pub async fn sole_delivery(&self, webhook: &str, status: &str) -> Value {
+        let rows = self
+            .wait_deliveries(&format!("webhook={webhook}"), |r| {
+                r.len() == 1 && r[0]["status"] == status
+            })
+            .await;
+        let (code, detail) = self
+            .get(&format!(
+                "/v1/deliveries/{}",
+                rows[0]["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(code, 200, "{detail}");
+        detail
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.url))
