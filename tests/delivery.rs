@@ -410,3 +410,94 @@ async fn unreachable_slow_and_garbage_subscribers_are_retried() {
     .await;
     weir.stop().await;
 }
+
+/// A raw TCP "subscriber" that misbehaves at the byte level.
+async fn raw_server(behaviour: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = sock.read(&mut buf).await;
+                match behaviour {
+                    // Headers promise a body that never fully comes.
+                    "close-mid-response" => {
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+                            .await;
+                    }
+                    // One byte every 300 ms: never a full answer in time.
+                    "slow-drip" => {
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n")
+                            .await;
+                        for _ in 0..50 {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            if sock.write_all(b"x").await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    // Not HTTP at all.
+                    _ => {
+                        let _ = sock.write_all(b"SSH-2.0-OpenSSH_9.0\r\n").await;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_level_faults_are_failures_and_others_keep_delivering() {
+    let healthy = Receiver::start().await;
+    let config = [
+        hook(
+            "cut",
+            &raw_server("close-mid-response").await,
+            "max_retries = 1",
+        ),
+        hook(
+            "drip",
+            &raw_server("slow-drip").await,
+            "max_retries = 0\ntimeout_secs = 1",
+        ),
+        hook("garbled", &raw_server("not-http").await, "max_retries = 1"),
+        hook("healthy", &healthy.url("/"), ""),
+    ]
+    .concat();
+    let weir = Weir::start(&config, &[]).await;
+    weir.send(&events(20, "a.b", "o")).await;
+    // The healthy webhook is not held up by the broken ones.
+    healthy.wait_for(20).await;
+    for (hook, expect) in [
+        ("cut", "error reading the answer"),
+        ("drip", "timeout"),
+        ("garbled", "request error"),
+    ] {
+        let rows = weir
+            .wait_deliveries(&format!("webhook={hook}"), |r| {
+                r.len() == 20 && r.iter().all(|d| d["status"] == "dead")
+            })
+            .await;
+        let detail = weir
+            .get(&format!(
+                "/v1/deliveries/{}",
+                rows[0]["id"].as_str().unwrap()
+            ))
+            .await
+            .1;
+        let error = detail["attempt_log"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(error.starts_with(expect), "{hook}: {error}");
+    }
+    weir.stop().await;
+}
