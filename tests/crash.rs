@@ -150,7 +150,7 @@ async fn sigterm_finishes_in_flight_attempts_and_exits_cleanly() {
         .unwrap();
     assert_eq!(r.status(), 202);
     // The attempt is on the wire (the subscriber holds it for 800 ms); stop weir now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    sub.wait_started(1).await;
     let started = Instant::now();
     unsafe { libc::kill(weir.child.id() as i32, libc::SIGTERM) };
     let status = tokio::task::spawn_blocking(move || weir.child.wait().unwrap())

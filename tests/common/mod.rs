@@ -74,6 +74,8 @@ struct ReceiverState {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Option<Reply>>,
     arrived: Notify,
+    /// Requests whose handling has begun (a delayed answer counts at once).
+    started: std::sync::atomic::AtomicUsize,
 }
 
 /// A fake subscriber.
@@ -126,6 +128,25 @@ impl Receiver {
         self.state.requests.lock().unwrap().len()
     }
 
+    /// Waits until at least `n` requests are being (or have been) answered.
+    pub async fn wait_started(&self, n: usize) {
+        let started = || self.state.started.load(std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + PATIENCE;
+        while started() < n {
+            let notified = self.state.arrived.notified();
+            if started() >= n {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "subscriber {}: only {} requests started",
+                self.addr,
+                started()
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+        }
+    }
+
     /// Waits until at least `n` requests have arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
         self.wait_until(|r| r.len() >= n).await
@@ -161,6 +182,10 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    state
+        .started
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    state.arrived.notify_waiters();
     let reply = {
         let scripted = state.script.lock().unwrap().pop_front();
         scripted
