@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// Config given to the --foreign plugins.
     #[arg(long, default_value = "{}")]
     pub foreign_config: String,
+    /// Also run end to end without the plugin, to show what the chain costs.
+    #[arg(long)]
+    pub without_plugin_too: bool,
     /// Only these scenarios (comma separated: plugin,e2e,fanout,latency,idle).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -179,7 +182,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         plugin_call(&args)?;
     }
     if wants("e2e") {
-        end_to_end(&args, &template).await?;
+        end_to_end(&args, &template, true).await?;
+        if args.without_plugin_too {
+            end_to_end(&args, &template, false).await?;
+        }
     }
     if wants("fanout") {
         fan_out(&args, &template).await?;
@@ -302,7 +308,11 @@ fn event_bodies(template: &serde_json::Value, n: usize, prefix: &str) -> Vec<ser
         .collect()
 }
 
-async fn end_to_end(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+async fn end_to_end(
+    args: &BenchArgs,
+    template: &serde_json::Value,
+    with_plugin: bool,
+) -> anyhow::Result<()> {
     let sink = Sink::default();
     let url = sink.start().await?;
     // Ceiling: one event per POST, straight to the sink.
@@ -314,7 +324,15 @@ async fn end_to_end(args: &BenchArgs, template: &serde_json::Value) -> anyhow::R
     let ceiling_rate = args.events as f64 / ceiling.as_secs_f64();
     sink.count.store(0, Ordering::Relaxed);
 
-    let weir = Running::start(&webhook("bench", &url, args.concurrency), &args.plugins_dir).await?;
+    let mut hook = webhook("bench", &url, args.concurrency);
+    if !with_plugin {
+        hook = hook
+            .split("[[webhooks.plugins]]")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+    }
+    let weir = Running::start(&hook, &args.plugins_dir).await?;
     let batches: Vec<String> = event_bodies(template, args.events, "e")
         .chunks(args.batch)
         .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
@@ -331,7 +349,15 @@ async fn end_to_end(args: &BenchArgs, template: &serde_json::Value) -> anyhow::R
     weir.stop().await?;
     let rate = args.events as f64 / total.as_secs_f64();
     row(
-        &format!("end to end, 1 webhook + app_scope ({} events)", args.events),
+        &format!(
+            "end to end, 1 webhook{} ({} events)",
+            if with_plugin {
+                " + app_scope"
+            } else {
+                ", no plugin"
+            },
+            args.events
+        ),
         format!("{rate:.0} ev/s"),
         format!("{ceiling_rate:.0} req/s"),
         Some(rate / ceiling_rate),

@@ -109,10 +109,10 @@ fn in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
 ) -> rusqlite::Result<R> {
-    conn.execute_batch("SAVEPOINT job")?;
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match f(conn) {
         Ok(r) => {
-            conn.execute_batch("RELEASE job")?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
             Ok(r)
         }
         Err(e) => {
@@ -341,43 +341,49 @@ impl Store for SqliteStore {
         let webhook = webhook.to_owned();
         self.write(move |c| {
             let at = attempt.at;
-            if let Some(r) = rendered {
-                let headers = serde_json::to_string(&r.headers).expect("headers serialise");
-                c.prepare_cached("UPDATE deliveries SET body = ?2, headers = ?3 WHERE seq = ?1")?
-                    .execute(params![seq, r.body, headers])?;
-            }
-            let n: u32 = c
-                .prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE seq = ?1 RETURNING attempts")?
-                .query_row(params![seq], |r| r.get(0))?;
-            c.prepare_cached(
-                "INSERT INTO attempts (delivery_seq, n, at, status, error, latency_ms, response)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![seq, n, at, attempt.status, attempt.error, attempt.latency_ms as i64, attempt.response])?;
+            let (body, headers) = match rendered {
+                Some(r) => (Some(r.body), Some(serde_json::to_string(&r.headers).expect("headers serialise"))),
+                None => (None, None),
+            };
             let reason = attempt
                 .error
                 .clone()
                 .or_else(|| attempt.status.map(|s| format!("HTTP {s}")));
-            match after {
-                AfterAttempt::Delivered => {
-                    c.prepare_cached("UPDATE deliveries SET state = 'delivered', reason = NULL, updated_at = ?2 WHERE seq = ?1")?
-                        .execute(params![seq, at])?;
-                }
-                AfterAttempt::Retry { at: next } => {
-                    c.prepare_cached(&format!(
-                        "UPDATE deliveries SET state = 'retrying', failures = failures + 1, next_at = ?2, reason = ?3,
-                         updated_at = ?4 WHERE seq = ?1 AND state IN {LIVE}"
-                    ))?
-                    .execute(params![seq, next, reason, at])?;
-                }
-                AfterAttempt::Dead => {
-                    c.prepare_cached(&format!(
-                        "UPDATE deliveries SET state = 'dead', failures = failures + 1, reason = ?2, updated_at = ?3
-                         WHERE seq = ?1 AND state IN {LIVE}"
-                    ))?
-                    .execute(params![seq, reason, at])?;
-                }
-            }
+            let (next_state, next_at) = match after {
+                AfterAttempt::Delivered => ("delivered", None),
+                AfterAttempt::Retry { at } => ("retrying", Some(at)),
+                AfterAttempt::Dead => ("dead", None),
+            };
+            // One statement moves the delivery on. SET expressions see the old
+            // row, so a delivery canceled meanwhile stays canceled unless this
+            // attempt succeeded.
+            let n: u32 = c
+                .prepare_cached(&format!(
+                    "UPDATE deliveries SET
+                       attempts = attempts + 1,
+                       body = coalesce(?2, body),
+                       headers = coalesce(?3, headers),
+                       state = CASE WHEN ?4 = 'delivered' OR state IN {LIVE} THEN ?4 ELSE state END,
+                       failures = failures + (?4 != 'delivered' AND state IN {LIVE}),
+                       next_at = CASE WHEN ?4 = 'retrying' AND state IN {LIVE} THEN ?5 ELSE next_at END,
+                       reason = CASE WHEN ?4 = 'delivered' THEN NULL WHEN state IN {LIVE} THEN ?6 ELSE reason END,
+                       updated_at = ?7
+                     WHERE seq = ?1 RETURNING attempts"
+                ))?
+                .query_row(params![seq, body, headers, next_state, next_at, reason, at], |r| r.get(0))?;
+            c.prepare_cached(
+                "INSERT INTO attempts (delivery_seq, n, at, status, error, latency_ms, response)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                seq,
+                n,
+                at,
+                attempt.status,
+                attempt.error,
+                attempt.latency_ms as i64,
+                attempt.response
+            ])?;
             let ok = matches!(after, AfterAttempt::Delivered);
             c.prepare_cached(
                 "INSERT INTO webhook_state (webhook_id, last_success_at, last_failure_at, failing_since)
@@ -385,10 +391,17 @@ impl Store for SqliteStore {
                  ON CONFLICT (webhook_id) DO UPDATE SET
                    last_success_at = CASE WHEN ?2 THEN ?3 ELSE last_success_at END,
                    last_failure_at = CASE WHEN ?2 THEN last_failure_at ELSE ?3 END,
-                   failing_since = CASE WHEN ?2 THEN NULL ELSE coalesce(failing_since, ?3) END",
+                   failing_since = CASE WHEN ?2 THEN NULL ELSE coalesce(failing_since, ?3) END
+                 RETURNING disabled_reason, last_success_at, last_failure_at, failing_since",
             )?
-            .execute(params![webhook, ok, at])?;
-            read_health(c, &webhook)
+            .query_row(params![webhook, ok, at], |r| {
+                Ok(WebhookHealth {
+                    disabled_reason: r.get(0)?,
+                    last_success_at: r.get(1)?,
+                    last_failure_at: r.get(2)?,
+                    failing_since: r.get(3)?,
+                })
+            })
         })
         .await
     }
