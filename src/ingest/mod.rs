@@ -68,12 +68,16 @@ pub async fn post_events(
         .ingest(batch, now, DEDUP_WINDOW_MS)
         .await
         .inspect_err(|_| reject("store"))?;
+    // Wake each webhook's worker once per request, not once per delivery.
+    let mut woken = std::collections::HashSet::new();
     for outcome in &stored {
         match outcome {
             Ingested::Stored(deliveries) => {
                 m.events_accepted.inc();
                 for (hook, _) in deliveries {
-                    app.deliverer.notify(hook);
+                    if woken.insert(hook.as_str()) {
+                        app.deliverer.notify(hook);
+                    }
                 }
             }
             Ingested::Duplicate => m.events_duplicate.inc(),
