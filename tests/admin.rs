@@ -378,74 +378,47 @@ async fn cli_send_deliveries_and_replay() {
     let weir = Weir::start(&hook("cli", &sub.url("/"), "max_retries = 0"), &[]).await;
     let file = weir.path("events.ndjson");
     std::fs::write(&file, "{\"id\":\"c1\",\"type\":\"a.b\",\"data\":1}\n{\"id\":\"c2\",\"type\":\"a.b\",\"data\":2}\n").unwrap();
+    // Runs the weir CLI against this server: (exit code, stdout, stderr).
     let url = weir.url.clone();
-    let run = move |args: Vec<String>| {
-        let url = url.clone();
+    let run = move |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+        cmd.args(args).arg("--url").arg(&url);
         async move {
-            tokio::task::spawn_blocking(move || {
-                std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-                    .args(&args)
-                    .arg("--url")
-                    .arg(&url)
-                    .output()
-                    .unwrap()
-            })
-            .await
-            .unwrap()
+            let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap();
+            let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+            (out.status.code(), text(&out.stdout), text(&out.stderr))
         }
     };
-    let out = run(vec!["send".into(), file.display().to_string()]).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, out, err) = run(&["send", file.to_str().unwrap()]).await;
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "accepted 2 events"
+        (code, out.as_str()),
+        (Some(0), "accepted 2 events"),
+        "{err}"
     );
     sub.wait_for(2).await;
     let dead = weir
         .wait_deliveries("webhook=cli&status=dead", |r| r.len() == 1)
         .await;
-    let out = run(vec![
-        "deliveries".into(),
-        "--webhook".into(),
-        "cli".into(),
-        "--status".into(),
-        "dead".into(),
-    ])
-    .await;
-    let table = String::from_utf8_lossy(&out.stdout);
+    let (_, table, _) = run(&["deliveries", "--webhook", "cli", "--status", "dead"]).await;
     assert!(table.starts_with("DELIVERY"), "{table}");
     assert!(
         table.contains(dead[0]["id"].as_str().unwrap()) && table.contains("HTTP 500"),
         "{table}"
     );
-    let out = run(vec!["deliveries".into(), "--json".into()]).await;
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, json, _) = run(&["deliveries", "--json"]).await;
+    let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["deliveries"].as_array().unwrap().len(), 2);
-    let out = run(vec![
-        "replay".into(),
-        "--webhook".into(),
-        "cli".into(),
-        "--status".into(),
-        "dead".into(),
-    ])
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, out, err) = run(&["replay", "--webhook", "cli", "--status", "dead"]).await;
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "replayed 1 deliveries"
+        (code, out.as_str()),
+        (Some(0), "replayed 1 deliveries"),
+        "{err}"
     );
     sub.wait_for(3).await;
-    let out = run(vec!["replay".into(), "dlv_missing".into()]).await;
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, _, err) = run(&["replay", "dlv_missing"]).await;
+    assert_eq!(code, Some(1));
     assert!(err.contains("404") && err.contains("dlv_missing"), "{err}");
     weir.stop().await;
 }

@@ -11,8 +11,6 @@ mod bindings;
 mod host;
 mod registry;
 
-use std::fmt;
-
 use serde::Serialize;
 
 pub use host::{Plugins, Snapshot};
@@ -75,10 +73,4 @@ pub struct Change {
     pub name: String,
     pub what: &'static str,
     pub error: Option<String>,
-}
-
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.what, self.name)
-    }
 }
