@@ -52,7 +52,11 @@ pub struct BenchArgs {
     /// Also run end to end without the plugin, to show what the chain costs.
     #[arg(long)]
     pub without_plugin_too: bool,
-    /// Only these scenarios (comma separated: plugin,e2e,fanout,latency,idle).
+    /// Pending deliveries in the backlog run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: usize,
+    /// Only these scenarios (comma separated:
+    /// plugin,e2e,fanout,latency,idle,overload,backlog).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -64,6 +68,8 @@ struct Sink {
     arrived: Arc<Notify>,
     times: Arc<std::sync::Mutex<Vec<(String, Instant)>>>,
     record_times: Arc<std::sync::atomic::AtomicBool>,
+    /// While set, every request is answered 503 and not counted.
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Sink {
@@ -74,6 +80,9 @@ impl Sink {
         let app = axum::Router::new().fallback(move |headers: HeaderMap, _body: Bytes| {
             let me = me.clone();
             async move {
+                if me.down.load(Ordering::Relaxed) {
+                    return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down");
+                }
                 if me.record_times.load(Ordering::Relaxed) {
                     let id = headers
                         .get("webhook-id")
@@ -84,7 +93,7 @@ impl Sink {
                 }
                 me.count.fetch_add(1, Ordering::Relaxed);
                 me.arrived.notify_waiters();
-                "ok"
+                (axum::http::StatusCode::OK, "ok")
             }
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -195,6 +204,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("idle") {
         idle_memory(&args).await?;
+    }
+    if wants("overload") {
+        overload(&args, &template).await?;
+    }
+    if wants("backlog") {
+        backlog(&args, &template).await?;
     }
     Ok(())
 }
@@ -494,4 +509,193 @@ fn rss_kib() -> u64 {
         })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         .unwrap_or(0)
+}
+
+/// Samples this process's RSS every 100 ms until dropped; keeps the peak.
+struct RssWatch {
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssWatch {
+    fn start() -> RssWatch {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_kib()));
+        let p = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                p.fetch_max(rss_kib(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        RssWatch { peak, task }
+    }
+
+    fn peak_mb(&self) -> f64 {
+        self.peak.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+impl Drop for RssWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Producers offering twice what ingest can commit: weir must answer 429
+/// with `Retry-After` for what it cannot take, keep memory bounded, and
+/// deliver everything it accepted.
+async fn overload(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+    let sink = Sink::default();
+    let url = sink.start().await?;
+    let weir = Running::start(&webhook("over", &url, args.concurrency), &args.plugins_dir).await?;
+    let ingest_url = format!("{}/v1/events", weir.url);
+    // Capacity: closed-loop producers, as fast as durable 202s come back.
+    let n = args.events;
+    let batches: Vec<String> = event_bodies(template, n, "cap")
+        .chunks(args.batch)
+        .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
+        .collect();
+    let took = blast(&ingest_url, Arc::new(batches), args.concurrency).await?;
+    let capacity = n as f64 / took.as_secs_f64();
+    // Open loop at twice that for 5 s: requests go out on a clock, whatever
+    // comes back.
+    let offered_rate = 2.0 * capacity;
+    let seconds = 5.0;
+    let requests = (offered_rate * seconds / args.batch as f64) as usize;
+    let interval = Duration::from_secs_f64(seconds / requests as f64);
+    let client = reqwest::Client::new();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let other = Arc::new(AtomicUsize::new(0));
+    let retry_after_ok = Arc::new(AtomicUsize::new(0));
+    let watch = RssWatch::start();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::with_capacity(requests);
+    for chunk in event_bodies(template, requests * args.batch, "over").chunks(args.batch) {
+        tick.tick().await;
+        let body = serde_json::Value::Array(chunk.to_vec()).to_string();
+        let (client, url) = (client.clone(), ingest_url.clone());
+        let (accepted, refused, other, retry_after_ok) = (
+            accepted.clone(),
+            refused.clone(),
+            other.clone(),
+            retry_after_ok.clone(),
+        );
+        let batch = args.batch;
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            match r.map(|r| (r.status().as_u16(), r.headers().contains_key("retry-after"))) {
+                Ok((202, _)) => {
+                    accepted.fetch_add(batch, Ordering::Relaxed);
+                }
+                Ok((429 | 503, has_retry_after)) => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    if has_retry_after {
+                        retry_after_ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                _ => {
+                    other.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let offered_for = started.elapsed();
+    let accepted = accepted.load(Ordering::Relaxed);
+    // Nothing accepted is lost: all of it (and the capacity run) arrives.
+    sink.wait_for(n + accepted, Duration::from_secs(900))
+        .await?;
+    let peak = watch.peak_mb();
+    drop(watch);
+    weir.stop().await?;
+    let refused = refused.load(Ordering::Relaxed);
+    row(
+        &format!(
+            "overload: offered {:.0} ev/s = 2x ingest capacity",
+            requests as f64 * args.batch as f64 / offered_for.as_secs_f64()
+        ),
+        format!("{:.0} ev/s in", accepted as f64 / offered_for.as_secs_f64()),
+        format!("capacity {capacity:.0} ev/s"),
+        None,
+    );
+    row(
+        "  refused with 429/503 (with Retry-After) / other answers",
+        format!("{refused} ({})", retry_after_ok.load(Ordering::Relaxed)),
+        format!("{} other", other.load(Ordering::Relaxed)),
+        None,
+    );
+    row(
+        "  accepted events delivered; peak process RSS",
+        format!("{accepted} of {accepted}"),
+        format!("{peak:.0} MB"),
+        None,
+    );
+    Ok(())
+}
+
+/// A subscriber down while a backlog of `--backlog` deliveries builds, then
+/// back: peak memory while it builds, and how fast it drains.
+async fn backlog(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+    let sink = Sink::default();
+    sink.down.store(true, Ordering::Relaxed);
+    let url = sink.start().await?;
+    let weir = Running::start(&webhook("down", &url, args.concurrency), &args.plugins_dir).await?;
+    let n = args.backlog;
+    let watch = RssWatch::start();
+    let started = Instant::now();
+    // Bodies are made a chunk at a time so the producer itself stays small.
+    let chunk = 100_000;
+    for first in (0..n).step_by(chunk) {
+        let batches: Vec<String> = (first..(first + chunk).min(n))
+            .map(|i| {
+                let mut e = template.clone();
+                e["id"] = serde_json::json!(format!("b{i}"));
+                e
+            })
+            .collect::<Vec<_>>()
+            .chunks(1000)
+            .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
+            .collect();
+        blast(&format!("{}/v1/events", weir.url), Arc::new(batches), 4).await?;
+    }
+    let built = started.elapsed();
+    let build_peak = watch.peak_mb();
+    // A down subscriber is an outage once it has failed for 30 s.
+    tokio::time::sleep(Duration::from_secs(31).saturating_sub(built)).await;
+    let back = Instant::now();
+    sink.down.store(false, Ordering::Relaxed);
+    sink.wait_for(n, Duration::from_secs(3600)).await?;
+    let drained = back.elapsed();
+    let peak = watch.peak_mb();
+    drop(watch);
+    weir.stop().await?;
+    row(
+        &format!("backlog: {n} pending for a down subscriber, built in"),
+        format!("{:.1} s", built.as_secs_f64()),
+        format!("{:.0} ev/s", n as f64 / built.as_secs_f64()),
+        None,
+    );
+    row(
+        "  peak process RSS while it builds / overall",
+        format!("{build_peak:.0} MB"),
+        format!("{peak:.0} MB"),
+        None,
+    );
+    row(
+        "  drain once the subscriber is back",
+        format!("{:.0} dl/s", n as f64 / drained.as_secs_f64()),
+        format!("{:.1} s", drained.as_secs_f64()),
+        None,
+    );
+    Ok(())
 }

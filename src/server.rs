@@ -45,6 +45,8 @@ pub struct App {
     pub shutting_down: CancellationToken,
     pub reload_status: crate::reload::ReloadStatus,
     pub clock: Arc<dyn Clock>,
+    /// Events inside ingest and not yet committed (see [`ingest::Admission`]).
+    pub pending_events: ingest::Admission,
 }
 
 /// Runs weir on `listener` until `shutdown` resolves.
@@ -108,6 +110,7 @@ pub async fn run_with_clock(
         shutting_down: CancellationToken::new(),
         reload_status: Default::default(),
         clock,
+        pending_events: Default::default(),
     });
     tracker.spawn(crate::reload::watch(app.clone(), stop_workers.clone()));
     tracker.spawn(retention(app.clone(), stop_workers.clone()));

@@ -3,49 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::spawn;
 use common::*;
 use serde_json::{Value, json};
-
-struct Process {
-    child: Child,
-    url: String,
-}
-
-/// Starts `weir serve` on `dir/config.toml` and waits for its address.
-fn spawn(dir: &std::path::Path) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["serve", "--config"])
-        .arg(dir.join("config.toml"))
-        .env("WEIR_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(i) = line.find("addr=") {
-                let addr: String = line[i + 5..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
-                let _ = tx.send(addr);
-                sent = true;
-            }
-        }
-    });
-    let addr = rx.recv_timeout(PATIENCE).expect("weir printed its address");
-    Process {
-        child,
-        url: format!("http://{addr}"),
-    }
-}
 
 fn config(dir: &std::path::Path, sub: &Receiver) -> std::path::PathBuf {
     let text = format!(

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub plugins_dir: PathBuf,
     pub max_body_bytes: usize,
+    /// Events received but not yet committed, at most; past it ingest
+    /// answers 429 with `Retry-After` instead of queueing without bound.
+    pub max_pending_events: usize,
     pub ingest_token: Option<Token>,
     pub admin_token: Option<Token>,
     pub retention: Duration,
@@ -276,11 +279,22 @@ impl Validator<'_> {
         let env_token = |var: &str, from_file: String| {
             Token::new(from_file).or_else(|| std::env::var(var).ok().and_then(Token::new))
         };
+        if *s.max_pending_events.get_ref() < crate::ingest::envelope::MAX_BATCH {
+            self.problem(
+                &s.max_pending_events,
+                "server.max_pending_events",
+                &format!(
+                    "must be at least {} so a full batch fits",
+                    crate::ingest::envelope::MAX_BATCH
+                ),
+            );
+        }
         let server = ServerConfig {
             listen,
             data_dir: base.join(s.data_dir),
             plugins_dir: base.join(s.plugins_dir),
             max_body_bytes: s.max_body_bytes,
+            max_pending_events: s.max_pending_events.into_inner(),
             ingest_token: env_token("WEIR_INGEST_TOKEN", s.ingest_token),
             admin_token: env_token("WEIR_ADMIN_TOKEN", s.admin_token),
             retention: Duration::from_secs(u64::from(s.retention_days) * 86_400),

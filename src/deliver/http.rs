@@ -143,7 +143,15 @@ async fn try_send(
     Ok((status, headers, String::from_utf8_lossy(&kept).into_owned()))
 }
 
-fn build_headers(hook: &Webhook, event_id: &str, rendered: &Rendered, timestamp: i64) -> HeaderMap {
+/// The headers of an attempt: defaults, the webhook's static headers, the
+/// plugin's headers, then the Standard Webhooks headers, which nothing else
+/// may set.
+pub fn build_headers(
+    hook: &Webhook,
+    event_id: &str,
+    rendered: &Rendered,
+    timestamp: i64,
+) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));

@@ -116,4 +116,69 @@ mod tests {
         assert_eq!(d(600), Next::RetryIn(Duration::from_secs(600)));
         assert_eq!(d(10 * 86_400), Next::RetryIn(MAX_RETRY_AFTER));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn delays() -> impl Strategy<Value = Vec<u64>> {
+            prop::collection::vec(0u64..100_000, 0..6)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            #[test]
+            fn never_retries_past_max_retries(max in 0u32..40, n in 0u32..60, list in delays(), jitter in 0u64..30) {
+                let next = after_failure(&policy(max, &list), n, None, jitter);
+                prop_assert_eq!(next == Next::GiveUp, n >= max);
+            }
+
+            #[test]
+            fn the_default_schedule_grows_and_jitter_stays_in_its_band(n in 0u32..40, j1 in 0u64..30, j2 in 0u64..30) {
+                // With the same jitter a later retry never comes sooner (across
+                // jitters it may: 0 + 15 + 29 > 1 + 15 + 0, as the formula says).
+                prop_assert!(default_delay(n, j1) <= default_delay(n + 1, j1));
+                let base = u64::from(n).pow(4) + 15;
+                let d = default_delay(n, j2).as_secs();
+                prop_assert!((base..=base + 29 * (u64::from(n) + 1)).contains(&d));
+            }
+
+            #[test]
+            fn retry_after_moves_a_retry_later_but_never_past_a_day(
+                n in 0u32..24,
+                list in delays(),
+                jitter in 0u64..30,
+                wish in 0u64..10_000_000,
+            ) {
+                let p = policy(25, &list);
+                let Next::RetryIn(plain) = after_failure(&p, n, None, jitter) else {
+                    return Err(TestCaseError::fail("gave up early"));
+                };
+                let Next::RetryIn(with) =
+                    after_failure(&p, n, Some(Duration::from_secs(wish)), jitter)
+                else {
+                    return Err(TestCaseError::fail("gave up early"));
+                };
+                prop_assert!(with >= plain);
+                prop_assert!(with <= plain.max(MAX_RETRY_AFTER));
+                prop_assert!(with >= Duration::from_secs(wish).min(MAX_RETRY_AFTER));
+            }
+
+            #[test]
+            fn an_explicit_list_is_followed_then_its_last_value_repeats(list in prop::collection::vec(0u64..100_000, 1..6), n in 0u32..24) {
+                let p = policy(25, &list);
+                let want = list[(n as usize).min(list.len() - 1)];
+                prop_assert_eq!(after_failure(&p, n, None, 29), Next::RetryIn(Duration::from_secs(want)));
+            }
+
+            #[test]
+            fn any_jitter_keeps_25_retries_near_twenty_days(jitters in prop::collection::vec(0u64..30, 25)) {
+                let total: Duration = jitters.iter().enumerate().map(|(n, j)| default_delay(n as u32, *j)).sum();
+                let days = total.as_secs_f64() / 86_400.0;
+                prop_assert!((19.0..21.5).contains(&days), "{days} days");
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Shared;
 use super::classify::Verdict;
@@ -25,6 +25,25 @@ use crate::store::{AfterAttempt, Due, Render};
 
 /// Longest a worker sleeps without looking at the store again.
 const MAX_IDLE: Duration = Duration::from_secs(30);
+/// How long a worker waits before sending again after the store refused to
+/// record an attempt: the delivery is still live, so sending at once would
+/// repeat it to the subscriber in a tight loop.
+const STORE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A failure streak at least this long is an outage: when the subscriber
+/// answers 2xx again, its whole backlog is sent at once instead of each
+/// retry waiting out its own schedule (which may be days away by then).
+const OUTAGE: Duration = Duration::from_secs(30);
+
+/// An attempt task's report.
+struct Finished {
+    seq: i64,
+    /// Whether the outcome reached the store.
+    recorded: bool,
+    /// `Some(true)` for a 2xx, `Some(false)` for a failed attempt, `None`
+    /// when nothing was sent (the plugin chain dropped or held it).
+    success: Option<bool>,
+}
 
 pub struct Worker {
     pub id: String,
@@ -33,47 +52,71 @@ pub struct Worker {
     pub stop: tokio_util::sync::CancellationToken,
 }
 
+/// What a worker keeps between wake-ups.
+struct Queue {
+    inflight: JoinSet<Finished>,
+    busy: HashSet<i64>,
+    /// The rate limit's next free slot.
+    next_slot: Instant,
+    /// Set after a store error: no new attempts before then.
+    paused_until: Option<Instant>,
+    /// Start of the current run of failed attempts.
+    failing_since: Option<Instant>,
+    /// Sending the backlog regardless of schedule after an outage.
+    catch_up: bool,
+}
+
 impl Worker {
     pub async fn run(self) {
-        let mut inflight: JoinSet<i64> = JoinSet::new();
-        let mut busy: HashSet<i64> = HashSet::new();
-        let mut next_slot = Instant::now();
+        let mut q = Queue {
+            inflight: JoinSet::new(),
+            busy: HashSet::new(),
+            next_slot: Instant::now(),
+            paused_until: None,
+            failing_since: None,
+            catch_up: false,
+        };
         loop {
             let mut wake_at = Instant::now() + MAX_IDLE;
-            if let Some(hook) = self.runnable() {
+            if let Some(until) = q.paused_until {
+                if until > Instant::now() {
+                    wake_at = until;
+                } else {
+                    q.paused_until = None;
+                }
+            }
+            if q.paused_until.is_none()
+                && let Some(hook) = self.runnable()
+            {
                 let cap = match hook.ordering {
                     Ordering::Fifo => 1,
                     Ordering::Unordered => hook.policy.max_in_flight,
                 };
                 // Refill in batches: look at the store again once half the
                 // slots are free, not after every single completion.
-                if busy.len() * 2 <= cap && busy.len() < cap {
-                    match self
-                        .fill(&hook, cap, &mut busy, &mut inflight, &mut next_slot)
-                        .await
-                    {
+                if q.busy.len() * 2 <= cap && q.busy.len() < cap {
+                    match self.fill(&hook, cap, &mut q).await {
                         Ok(Some(at)) => wake_at = wake_at.min(at),
                         Ok(None) => {}
                         Err(e) => {
                             warn!(webhook = %self.id, error = %e, "cannot read the queue");
-                            wake_at = Instant::now() + Duration::from_secs(1);
+                            q.paused_until = Some(Instant::now() + STORE_BACKOFF);
+                            wake_at = wake_at.min(Instant::now() + STORE_BACKOFF);
                         }
                     }
                 }
             }
             tokio::select! {
-                Some(done) = inflight.join_next() => {
+                Some(done) = q.inflight.join_next() => {
                     let mut done = Some(done);
                     while let Some(result) = done {
                         match result {
-                            Ok(seq) => {
-                                busy.remove(&seq);
-                            }
+                            Ok(finished) => self.finished(&mut q, finished),
                             // A panicked attempt task: forget everything in
                             // flight and let the store tell what is still due.
-                            Err(_) => busy.clear(),
+                            Err(_) => q.busy.clear(),
                         }
-                        done = inflight.try_join_next();
+                        done = q.inflight.try_join_next();
                     }
                 }
                 _ = self.wake.notified() => {}
@@ -82,7 +125,29 @@ impl Worker {
             }
         }
         // Let attempts already on the wire finish (and be recorded).
-        while inflight.join_next().await.is_some() {}
+        while q.inflight.join_next().await.is_some() {}
+    }
+
+    fn finished(&self, q: &mut Queue, f: Finished) {
+        q.busy.remove(&f.seq);
+        if !f.recorded {
+            q.paused_until = Some(Instant::now() + STORE_BACKOFF);
+        }
+        match f.success {
+            Some(true) => {
+                if let Some(since) = q.failing_since.take()
+                    && since.elapsed() >= OUTAGE
+                {
+                    info!(webhook = %self.id, down_for_secs = since.elapsed().as_secs(), "subscriber is back: sending its backlog now");
+                    q.catch_up = true;
+                }
+            }
+            Some(false) => {
+                q.failing_since.get_or_insert_with(Instant::now);
+                q.catch_up = false;
+            }
+            None => {}
+        }
     }
 
     /// The webhook's current config, if it is configured, active and enabled.
@@ -104,37 +169,43 @@ impl Worker {
         &self,
         hook: &Arc<Webhook>,
         cap: usize,
-        busy: &mut HashSet<i64>,
-        inflight: &mut JoinSet<i64>,
-        next_slot: &mut Instant,
+        q: &mut Queue,
     ) -> Result<Option<Instant>, crate::store::StoreError> {
         let fifo = hook.ordering == Ordering::Fifo;
-        if hook.policy.rate_limit_per_sec > 0 && *next_slot > Instant::now() {
-            return Ok(Some(*next_slot));
+        if hook.policy.rate_limit_per_sec > 0 && q.next_slot > Instant::now() {
+            return Ok(Some(q.next_slot));
         }
         let store = &self.shared.store;
-        let now = self.shared.clock.now();
-        let want = cap - busy.len();
+        // Catching up, everything live counts as due, oldest schedule first.
+        let now = if q.catch_up {
+            Millis::MAX
+        } else {
+            self.shared.clock.now()
+        };
+        let want = cap - q.busy.len();
         let due = store
-            .due(&self.id, now, want, fifo, busy.iter().copied().collect())
+            .due(&self.id, now, want, fifo, q.busy.iter().copied().collect())
             .await?;
         let found = due.len();
+        if q.catch_up && found < want {
+            q.catch_up = false;
+        }
         for d in due {
             if hook.policy.rate_limit_per_sec > 0 {
                 let now = Instant::now();
-                if *next_slot > now {
-                    return Ok(Some(*next_slot));
+                if q.next_slot > now {
+                    return Ok(Some(q.next_slot));
                 }
-                *next_slot =
-                    now.max(*next_slot) + Duration::from_secs(1) / hook.policy.rate_limit_per_sec;
+                q.next_slot =
+                    now.max(q.next_slot) + Duration::from_secs(1) / hook.policy.rate_limit_per_sec;
             }
-            busy.insert(d.seq);
+            q.busy.insert(d.seq);
             let shared = self.shared.clone();
             let hook = hook.clone();
             let span = info_span!("attempt", webhook = %self.id, delivery = %d.id, event = %d.event.id, attempt = d.attempts + 1);
-            inflight.spawn(attempt(shared, hook, d).instrument(span));
+            q.inflight.spawn(attempt(shared, hook, d).instrument(span));
         }
-        if busy.len() >= cap || found >= want {
+        if q.busy.len() >= cap || found >= want {
             return Ok(None);
         }
         // Nothing more is due now: sleep until the next one is.
@@ -145,8 +216,8 @@ impl Worker {
     }
 }
 
-/// Renders (if needed), sends and records one attempt; returns the delivery's seq.
-async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> i64 {
+/// Renders (if needed), sends and records one attempt.
+async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished {
     let seq = due.seq;
     let (rendered, fresh) = match due.rendered.clone() {
         Some(r) => (r, false),
@@ -163,14 +234,18 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> i64 {
                     .deliveries
                     .with_label_values(&[hook.id.as_str(), label])
                     .inc();
-                if let Err(e) = shared
+                let saved = shared
                     .store
                     .save_render(seq, &outcome, shared.clock.now())
-                    .await
-                {
+                    .await;
+                if let Err(e) = &saved {
                     warn!(error = %e, "cannot record the plugin outcome");
                 }
-                return seq;
+                return Finished {
+                    seq,
+                    recorded: saved.is_ok(),
+                    success: None,
+                };
             }
         },
     };
@@ -195,6 +270,7 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> i64 {
         .store
         .finish_attempt(seq, &hook.id, fresh.then_some(rendered), out.attempt, after)
         .await;
+    let ok = recorded.is_ok();
     match recorded {
         Ok(health) => {
             if out.verdict == Verdict::Gone {
@@ -214,7 +290,11 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> i64 {
         }
         Err(e) => warn!(error = %e, "cannot record the attempt; it will be repeated"),
     }
-    seq
+    Finished {
+        seq,
+        recorded: ok,
+        success: Some(out.verdict == Verdict::Success),
+    }
 }
 
 fn after_attempt(hook: &Webhook, due: &Due, verdict: Verdict, now: Millis) -> AfterAttempt {

@@ -346,20 +346,24 @@ fn with_last_words(what: String, stderr: &[u8]) -> String {
 
 /// Checks what a plugin returned before it can reach a subscriber.
 fn convert_verdict(v: bindings::Verdict) -> Result<Verdict, PluginError> {
-    let r = match v {
-        bindings::Verdict::Drop(reason) => {
-            return Ok(Verdict::Drop(truncate(&reason, MAX_LOG_LINE)));
-        }
-        bindings::Verdict::Deliver(r) => r,
-    };
-    if r.body.len() > MAX_BODY {
+    match v {
+        bindings::Verdict::Drop(reason) => Ok(Verdict::Drop(truncate(&reason, MAX_LOG_LINE))),
+        bindings::Verdict::Deliver(r) => check_output(r.body, r.headers).map(Verdict::Deliver),
+    }
+}
+
+/// Vets a request a plugin produced: a body of at most 4 MiB that is valid
+/// JSON unless the plugin set a non-JSON `content-type`, and headers that are
+/// valid HTTP. Anything else is a plugin failure, never a malformed request.
+pub fn check_output(body: String, headers: Vec<(String, String)>) -> Result<Rendered, PluginError> {
+    if body.len() > MAX_BODY {
         return Err(PluginError::InvalidOutput(format!(
             "body of {} bytes is over the {} byte limit",
-            r.body.len(),
+            body.len(),
             MAX_BODY
         )));
     }
-    for (name, value) in &r.headers {
+    for (name, value) in &headers {
         if http::HeaderName::try_from(name.as_str()).is_err()
             || http::HeaderValue::try_from(value.as_str()).is_err()
         {
@@ -368,22 +372,18 @@ fn convert_verdict(v: bindings::Verdict) -> Result<Verdict, PluginError> {
             )));
         }
     }
-    let content_type = r
-        .headers
+    let content_type = headers
         .iter()
         .rev()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| v.to_ascii_lowercase());
     let json = content_type.as_deref().is_none_or(|ct| ct.contains("json"));
-    if json && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&r.body) {
+    if json && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&body) {
         return Err(PluginError::InvalidOutput(format!(
             "body is not valid JSON ({e})"
         )));
     }
-    Ok(Verdict::Deliver(Rendered {
-        body: r.body,
-        headers: r.headers,
-    }))
+    Ok(Rendered { body, headers })
 }
 
 fn truncate(s: &str, max: usize) -> String {

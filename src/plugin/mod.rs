@@ -13,7 +13,7 @@ mod registry;
 
 use serde::Serialize;
 
-pub use host::{Plugins, Snapshot};
+pub use host::{Plugins, Snapshot, check_output};
 
 use crate::store::Rendered;
 

@@ -100,4 +100,64 @@ mod tests {
         assert!(Glob::new("record create").is_err());
         assert!(Glob::new(&"a".repeat(129)).is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::Glob;
+
+        /// The textbook dynamic-programming wildcard matcher, as the oracle.
+        fn oracle(pattern: &[u8], text: &[u8]) -> bool {
+            let mut row = vec![false; text.len() + 1];
+            row[0] = true;
+            for &p in pattern {
+                let mut next = vec![false; text.len() + 1];
+                if p == b'*' {
+                    let mut any = false;
+                    for j in 0..=text.len() {
+                        any |= row[j];
+                        next[j] = any;
+                    }
+                } else {
+                    for j in 1..=text.len() {
+                        next[j] = row[j - 1] && text[j - 1] == p;
+                    }
+                }
+                row = next;
+            }
+            row[text.len()]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4096))]
+
+            // A small alphabet so stars, repeats and overlaps happen often.
+            #[test]
+            fn agrees_with_the_oracle(pattern in "[ab.*]{1,10}", text in "[ab.]{0,12}") {
+                let glob = Glob::new(&pattern).unwrap();
+                prop_assert_eq!(glob.matches(&text), oracle(pattern.as_bytes(), text.as_bytes()));
+            }
+
+            #[test]
+            fn starring_any_slice_of_a_type_still_matches_it(
+                text in "[a-z.]{1,20}",
+                a in 0usize..20,
+                b in 0usize..20,
+            ) {
+                let (a, b) = (a.min(text.len()), b.min(text.len()));
+                let (lo, hi) = (a.min(b), a.max(b));
+                let pattern = format!("{}*{}", &text[..lo], &text[hi..]);
+                prop_assert!(Glob::new(&pattern).unwrap().matches(&text));
+            }
+
+            #[test]
+            fn without_a_star_only_the_type_itself_matches(
+                pattern in "[a-z._-]{1,16}",
+                text in "[a-z._-]{0,16}",
+            ) {
+                let glob = Glob::new(&pattern).unwrap();
+                prop_assert_eq!(glob.matches(&text), pattern == text);
+            }
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! record every request and answer as the test scripts them.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
