@@ -70,6 +70,8 @@ struct Sink {
     record_times: Arc<std::sync::atomic::AtomicBool>,
     /// While set, every request is answered 503 and not counted.
     down: Arc<std::sync::atomic::AtomicBool>,
+    /// When the first 503 went out.
+    first_refusal: Arc<std::sync::OnceLock<Instant>>,
 }
 
 impl Sink {
@@ -81,6 +83,7 @@ impl Sink {
             let me = me.clone();
             async move {
                 if me.down.load(Ordering::Relaxed) {
+                    me.first_refusal.get_or_init(Instant::now);
                     return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down");
                 }
                 if me.record_times.load(Ordering::Relaxed) {
@@ -119,16 +122,28 @@ impl Sink {
     }
 }
 
-/// weir running in-process on a temp dir.
+/// weir on a temp dir: in this process, or as a child process where its
+/// own memory is measured.
 struct Running {
     url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    how: How,
     _dir: tempfile::TempDir,
 }
 
+enum How {
+    InProcess {
+        stop: Option<oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    },
+    Child(tokio::process::Child),
+}
+
 impl Running {
-    async fn start(config_body: &str, plugins_dir: &std::path::Path) -> anyhow::Result<Running> {
+    /// Writes config.toml (with `config_body`'s webhooks) and plugins/.
+    fn prepare(
+        config_body: &str,
+        plugins_dir: &std::path::Path,
+    ) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
         let dir = tempfile::tempdir()?;
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins)?;
@@ -138,9 +153,14 @@ impl Running {
         let text = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[delivery]\nallow_targets = [\"127.0.0.0/8\"]\n\n{config_body}"
         );
-        std::fs::write(dir.path().join("config.toml"), text)?;
-        let config =
-            Config::load(&dir.path().join("config.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text)?;
+        Ok((dir, path))
+    }
+
+    async fn start(config_body: &str, plugins_dir: &std::path::Path) -> anyhow::Result<Running> {
+        let (dir, path) = Self::prepare(config_body, plugins_dir)?;
+        let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = oneshot::channel();
@@ -149,15 +169,75 @@ impl Running {
         }));
         Ok(Running {
             url,
-            stop: Some(tx),
-            task,
+            how: How::InProcess {
+                stop: Some(tx),
+                task,
+            },
             _dir: dir,
         })
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = self.stop.take().map(|s| s.send(()));
-        self.task.await??;
+    /// Starts `weir serve` as a child process (this same binary).
+    async fn spawn(config_body: &str, plugins_dir: &std::path::Path) -> anyhow::Result<Running> {
+        use tokio::io::AsyncBufReadExt;
+        let (dir, path) = Self::prepare(config_body, plugins_dir)?;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .env("WEIR_LOG", "warn,weir::server=info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(i) = line.find("addr=") {
+                    let addr: String = line[i + 5..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    return Ok(addr);
+                }
+            }
+            anyhow::bail!("weir serve exited before it was serving")
+        })
+        .await??;
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Running {
+            url: format!("http://{addr}"),
+            how: How::Child(child),
+            _dir: dir,
+        })
+    }
+
+    /// The process weir runs in.
+    fn pid(&self) -> u32 {
+        match &self.how {
+            How::InProcess { .. } => std::process::id(),
+            How::Child(c) => c.id().unwrap_or(0),
+        }
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        match self.how {
+            How::InProcess { stop, task } => {
+                let _ = stop.map(|s| s.send(()));
+                task.await??;
+            }
+            How::Child(mut child) => {
+                if let Some(pid) = child.id() {
+                    // SIGTERM: the same graceful shutdown an operator gets.
+                    std::process::Command::new("kill")
+                        .arg(pid.to_string())
+                        .status()?;
+                }
+                let status = child.wait().await?;
+                anyhow::ensure!(status.success(), "weir serve exited with {status}");
+            }
+        }
         Ok(())
     }
 }
@@ -311,6 +391,43 @@ async fn blast(
         t.await??;
     }
     Ok(started.elapsed())
+}
+
+/// The sample event as JSON text with a slot for its id, so batches are
+/// cheap to make on the fly.
+struct Shape {
+    before: String,
+    after: String,
+}
+
+impl Shape {
+    fn new(template: &serde_json::Value) -> Shape {
+        let mut e = template.clone();
+        e["id"] = serde_json::json!("\u{1}");
+        let text = e.to_string();
+        let (before, after) = text.split_once('\u{1}').expect("the id slot");
+        Shape {
+            before: before.to_owned(),
+            after: after.to_owned(),
+        }
+    }
+
+    /// A JSON array of `n` events with ids `{prefix}{from}`, ...
+    fn batch(&self, prefix: &str, from: usize, n: usize) -> String {
+        let mut out = String::with_capacity(n * (self.before.len() + self.after.len() + 16));
+        out.push('[');
+        for i in from..from + n {
+            if i > from {
+                out.push(',');
+            }
+            out.push_str(&self.before);
+            out.push_str(prefix);
+            out.push_str(&i.to_string());
+            out.push_str(&self.after);
+        }
+        out.push(']');
+        out
+    }
 }
 
 fn event_bodies(template: &serde_json::Value, n: usize, prefix: &str) -> Vec<serde_json::Value> {
@@ -482,25 +599,24 @@ async fn latency(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
 }
 
 async fn idle_memory(args: &BenchArgs) -> anyhow::Result<()> {
-    let before = rss_kib();
     let config: String = (0..1000)
         .map(|i| webhook(&format!("idle{i}"), "https://example.com/hook", 32))
         .collect();
-    let weir = Running::start(&config, &args.plugins_dir).await?;
+    let weir = Running::spawn(&config, &args.plugins_dir).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = rss_kib();
+    let during = rss_kib_of(weir.pid());
     weir.stop().await?;
     row(
-        "memory: 1,000 webhooks configured, idle (process RSS)",
+        "memory: 1,000 webhooks configured, idle (weir's RSS)",
         format!("{:.0} MB", during as f64 / 1024.0),
-        format!("{:.0} MB before", before as f64 / 1024.0),
+        String::new(),
         None,
     );
     Ok(())
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+fn rss_kib_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -511,19 +627,19 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Samples this process's RSS every 100 ms until dropped; keeps the peak.
+/// Samples a process's RSS every 100 ms until dropped; keeps the peak.
 struct RssWatch {
     peak: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RssWatch {
-    fn start() -> RssWatch {
-        let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_kib()));
+    fn start(pid: u32) -> RssWatch {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_kib_of(pid)));
         let p = peak.clone();
         let task = tokio::spawn(async move {
             loop {
-                p.fetch_max(rss_kib(), Ordering::Relaxed);
+                p.fetch_max(rss_kib_of(pid), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
@@ -547,7 +663,7 @@ impl Drop for RssWatch {
 async fn overload(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
     let sink = Sink::default();
     let url = sink.start().await?;
-    let weir = Running::start(&webhook("over", &url, args.concurrency), &args.plugins_dir).await?;
+    let weir = Running::spawn(&webhook("over", &url, args.concurrency), &args.plugins_dir).await?;
     let ingest_url = format!("{}/v1/events", weir.url);
     // Capacity: closed-loop producers, as fast as durable 202s come back.
     let n = args.events;
@@ -568,20 +684,23 @@ async fn overload(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Res
     let refused = Arc::new(AtomicUsize::new(0));
     let other = Arc::new(AtomicUsize::new(0));
     let retry_after_ok = Arc::new(AtomicUsize::new(0));
-    let watch = RssWatch::start();
+    let others = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let watch = RssWatch::start(weir.pid());
     let started = Instant::now();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::with_capacity(requests);
-    for chunk in event_bodies(template, requests * args.batch, "over").chunks(args.batch) {
+    let shape = Shape::new(template);
+    for i in 0..requests {
         tick.tick().await;
-        let body = serde_json::Value::Array(chunk.to_vec()).to_string();
+        let body = shape.batch("over", i * args.batch, args.batch);
         let (client, url) = (client.clone(), ingest_url.clone());
-        let (accepted, refused, other, retry_after_ok) = (
+        let (accepted, refused, other, retry_after_ok, others) = (
             accepted.clone(),
             refused.clone(),
             other.clone(),
             retry_after_ok.clone(),
+            others.clone(),
         );
         let batch = args.batch;
         tasks.push(tokio::spawn(async move {
@@ -601,8 +720,12 @@ async fn overload(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Res
                         retry_after_ok.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                _ => {
+                unexpected => {
                     other.fetch_add(1, Ordering::Relaxed);
+                    let mut seen = others.lock().expect("others");
+                    if seen.len() < 3 {
+                        seen.push(format!("{unexpected:?}"));
+                    }
                 }
             }
         }));
@@ -619,9 +742,12 @@ async fn overload(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Res
     drop(watch);
     weir.stop().await?;
     let refused = refused.load(Ordering::Relaxed);
+    for o in others.lock().expect("others").iter() {
+        println!("  (unexpected answer: {o})");
+    }
     row(
         &format!(
-            "overload: offered {:.0} ev/s = 2x ingest capacity",
+            "overload: offered {:.0} ev/s, 2x ingest capacity",
             requests as f64 * args.batch as f64 / offered_for.as_secs_f64()
         ),
         format!("{:.0} ev/s in", accepted as f64 / offered_for.as_secs_f64()),
@@ -635,7 +761,7 @@ async fn overload(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Res
         None,
     );
     row(
-        "  accepted events delivered; peak process RSS",
+        "  accepted events delivered; weir's peak RSS",
         format!("{accepted} of {accepted}"),
         format!("{peak:.0} MB"),
         None,
@@ -649,29 +775,28 @@ async fn backlog(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
     let sink = Sink::default();
     sink.down.store(true, Ordering::Relaxed);
     let url = sink.start().await?;
-    let weir = Running::start(&webhook("down", &url, args.concurrency), &args.plugins_dir).await?;
+    let weir = Running::spawn(&webhook("down", &url, args.concurrency), &args.plugins_dir).await?;
     let n = args.backlog;
-    let watch = RssWatch::start();
+    let watch = RssWatch::start(weir.pid());
     let started = Instant::now();
-    // Bodies are made a chunk at a time so the producer itself stays small.
+    // Bodies are made a chunk at a time so the producer stays small.
+    let shape = Shape::new(template);
     let chunk = 100_000;
     for first in (0..n).step_by(chunk) {
         let batches: Vec<String> = (first..(first + chunk).min(n))
-            .map(|i| {
-                let mut e = template.clone();
-                e["id"] = serde_json::json!(format!("b{i}"));
-                e
-            })
-            .collect::<Vec<_>>()
-            .chunks(1000)
-            .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
+            .step_by(1000)
+            .map(|from| shape.batch("b", from, 1000.min(n - from)))
             .collect();
         blast(&format!("{}/v1/events", weir.url), Arc::new(batches), 4).await?;
     }
     let built = started.elapsed();
     let build_peak = watch.peak_mb();
-    // A down subscriber is an outage once it has failed for 30 s.
-    tokio::time::sleep(Duration::from_secs(31).saturating_sub(built)).await;
+    // Down for at least 30 s from its first refusal: an outage, not a blip.
+    let first = *sink
+        .first_refusal
+        .get()
+        .context("the subscriber saw no attempt")?;
+    tokio::time::sleep(Duration::from_secs(31).saturating_sub(first.elapsed())).await;
     let back = Instant::now();
     sink.down.store(false, Ordering::Relaxed);
     sink.wait_for(n, Duration::from_secs(3600)).await?;
@@ -686,7 +811,7 @@ async fn backlog(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
         None,
     );
     row(
-        "  peak process RSS while it builds / overall",
+        "  weir's peak RSS while it builds / overall",
         format!("{build_peak:.0} MB"),
         format!("{peak:.0} MB"),
         None,

@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod error;
 pub mod event;
 pub mod ingest;
+pub mod json;
 pub mod metrics;
 pub mod plugin;
 pub mod reload;

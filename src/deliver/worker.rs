@@ -43,6 +43,8 @@ struct Finished {
     /// `Some(true)` for a 2xx, `Some(false)` for a failed attempt, `None`
     /// when nothing was sent (the plugin chain dropped or held it).
     success: Option<bool>,
+    /// When the attempt was handed to the task.
+    started: Instant,
 }
 
 pub struct Worker {
@@ -62,6 +64,8 @@ struct Queue {
     paused_until: Option<Instant>,
     /// Start of the current run of failed attempts.
     failing_since: Option<Instant>,
+    /// When the last 2xx came back.
+    last_success: Option<Instant>,
     /// Sending the backlog regardless of schedule after an outage.
     catch_up: bool,
 }
@@ -74,6 +78,7 @@ impl Worker {
             next_slot: Instant::now(),
             paused_until: None,
             failing_since: None,
+            last_success: None,
             catch_up: false,
         };
         loop {
@@ -133,8 +138,12 @@ impl Worker {
         if !f.recorded {
             q.paused_until = Some(Instant::now() + STORE_BACKOFF);
         }
+        // A failure of an attempt started before the last success is old
+        // news: it says nothing about the subscriber now.
+        let stale = q.last_success.is_some_and(|at| f.started < at);
         match f.success {
             Some(true) => {
+                q.last_success = Some(Instant::now());
                 if let Some(since) = q.failing_since.take()
                     && since.elapsed() >= OUTAGE
                 {
@@ -142,11 +151,11 @@ impl Worker {
                     q.catch_up = true;
                 }
             }
-            Some(false) => {
+            Some(false) if !stale => {
                 q.failing_since.get_or_insert_with(Instant::now);
                 q.catch_up = false;
             }
-            None => {}
+            Some(false) | None => {}
         }
     }
 
@@ -219,6 +228,7 @@ impl Worker {
 /// Renders (if needed), sends and records one attempt.
 async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished {
     let seq = due.seq;
+    let started = Instant::now();
     let (rendered, fresh) = match due.rendered.clone() {
         Some(r) => (r, false),
         None => match router::render(&shared.plugins, &hook, &due.event, &due.id).await {
@@ -245,6 +255,7 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
                     seq,
                     recorded: saved.is_ok(),
                     success: None,
+                    started,
                 };
             }
         },
@@ -294,6 +305,7 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
         seq,
         recorded: ok,
         success: Some(out.verdict == Verdict::Success),
+        started,
     }
 }
 

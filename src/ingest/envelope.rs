@@ -78,6 +78,8 @@ fn parse_one(text: &str, at: &str, received_at: Millis) -> Result<Event, Envelop
         _ => EnvelopeError::Json(e.to_string()),
     })?;
     check_type(&wire.event_type).map_err(invalid)?;
+    crate::json::check_interoperable(wire.data.get())
+        .map_err(|e| invalid(format!("data: {}", strip_position(&e))))?;
     let id = match wire.id {
         Some(id) => {
             check_id(&id).map_err(|m| invalid(format!("id: {m}")))?;
@@ -152,6 +154,20 @@ mod tests {
         assert!(ev.id.starts_with("evt_"));
         assert_eq!(ev.occurred_at, "2023-11-14T22:13:20.000Z");
         assert_eq!(ev.owner_id, None);
+    }
+
+    // Found by the `envelope` fuzz target: valid JSON text whose number no
+    // double can hold was accepted, then failed every parser downstream.
+    #[test]
+    fn data_with_a_number_no_double_holds_is_refused() {
+        let body = br#"[{"type":"a.b","data":1},{"type":"a.b","data":{"lon":-1046e6666666666}}]"#;
+        match parse_body(body, T) {
+            Err(EnvelopeError::Invalid { at, message }) => {
+                assert_eq!(at, "event[1]");
+                assert_eq!(message, "data: number out of range");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

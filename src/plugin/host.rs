@@ -378,7 +378,7 @@ pub fn check_output(body: String, headers: Vec<(String, String)>) -> Result<Rend
         .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| v.to_ascii_lowercase());
     let json = content_type.as_deref().is_none_or(|ct| ct.contains("json"));
-    if json && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&body) {
+    if json && let Err(e) = crate::json::check_interoperable(&body) {
         return Err(PluginError::InvalidOutput(format!(
             "body is not valid JSON ({e})"
         )));

@@ -251,7 +251,7 @@ impl Store for SqliteStore {
         skip: Vec<i64>,
     ) -> Result<Vec<Due>, StoreError> {
         let webhook = webhook.to_owned();
-        self.read(move |c| {
+        self.write(move |c| {
             // Phase one walks the (index-only) queue order; phase two loads
             // the few rows wanted, so deliveries already in flight cost nothing.
             let sql = if fifo {
@@ -288,7 +288,7 @@ impl Store for SqliteStore {
 
     async fn next_due_at(&self, webhook: &str, fifo: bool) -> Result<Option<Millis>, StoreError> {
         let webhook = webhook.to_owned();
-        self.read(move |c| {
+        self.write(move |c| {
             let sql = if fifo {
                 format!("SELECT next_at FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE} ORDER BY seq LIMIT 1")
             } else {
