@@ -52,11 +52,21 @@ pub struct BenchArgs {
     /// Also run end to end without the plugin, to show what the chain costs.
     #[arg(long)]
     pub without_plugin_too: bool,
+    /// Where the misbehaving test plugins were built (the hostile run).
+    #[arg(long, default_value = "tests/plugins/target/wasm32-wasip2/release")]
+    pub hostile_dir: PathBuf,
+    /// The misbehaving plugins in the hostile run, one webhook each.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "spin_forever,memory_bomb,trap"
+    )]
+    pub hostile: Vec<String>,
     /// Pending deliveries in the backlog run.
     #[arg(long, default_value_t = 1_000_000)]
     pub backlog: usize,
     /// Only these scenarios (comma separated:
-    /// plugin,e2e,fanout,latency,idle,overload,backlog).
+    /// plugin,e2e,fanout,latency,hostile,idle,overload,backlog).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -143,10 +153,16 @@ impl Running {
     fn prepare(
         config_body: &str,
         plugins_dir: &std::path::Path,
+        extra_plugins: &[PathBuf],
     ) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
         let dir = tempfile::tempdir()?;
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins)?;
+        for path in extra_plugins {
+            let name = path.file_name().context("a plugin file name")?;
+            std::fs::copy(path, plugins.join(name))
+                .with_context(|| format!("{} (built by `cargo build`)", path.display()))?;
+        }
         let app_scope = plugins_dir.join("app_scope.wasm");
         std::fs::copy(&app_scope, plugins.join("app_scope.wasm"))
             .with_context(|| format!("{} (build it with `cargo build`)", app_scope.display()))?;
@@ -159,7 +175,15 @@ impl Running {
     }
 
     async fn start(config_body: &str, plugins_dir: &std::path::Path) -> anyhow::Result<Running> {
-        let (dir, path) = Self::prepare(config_body, plugins_dir)?;
+        Self::start_with(config_body, plugins_dir, &[]).await
+    }
+
+    async fn start_with(
+        config_body: &str,
+        plugins_dir: &std::path::Path,
+        extra_plugins: &[PathBuf],
+    ) -> anyhow::Result<Running> {
+        let (dir, path) = Self::prepare(config_body, plugins_dir, extra_plugins)?;
         let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -180,7 +204,7 @@ impl Running {
     /// Starts `weir serve` as a child process (this same binary).
     async fn spawn(config_body: &str, plugins_dir: &std::path::Path) -> anyhow::Result<Running> {
         use tokio::io::AsyncBufReadExt;
-        let (dir, path) = Self::prepare(config_body, plugins_dir)?;
+        let (dir, path) = Self::prepare(config_body, plugins_dir, &[])?;
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
             .arg("serve")
             .arg("--config")
@@ -281,6 +305,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("latency") {
         latency(&args, &template).await?;
+    }
+    if wants("hostile") {
+        hostile(&args, &template).await?;
     }
     if wants("idle") {
         idle_memory(&args).await?;
@@ -403,9 +430,9 @@ struct Shape {
 impl Shape {
     fn new(template: &serde_json::Value) -> Shape {
         let mut e = template.clone();
-        e["id"] = serde_json::json!("\u{1}");
+        e["id"] = serde_json::json!("WEIR_ID_SLOT");
         let text = e.to_string();
-        let (before, after) = text.split_once('\u{1}').expect("the id slot");
+        let (before, after) = text.split_once("WEIR_ID_SLOT").expect("the id slot");
         Shape {
             before: before.to_owned(),
             after: after.to_owned(),
@@ -543,12 +570,70 @@ async fn fan_out(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
 }
 
 async fn latency(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+    let rate = 1000;
+    let (p50, p99) = ack_to_arrival(args, template, rate, "", &[]).await?;
+    row(
+        &format!("latency at {rate} ev/s: ingest ack -> sink (p50 / p99)"),
+        format!("{:.1} ms", p50.as_secs_f64() * 1e3),
+        format!("p99 {:.1} ms", p99.as_secs_f64() * 1e3),
+        None,
+    );
+    Ok(())
+}
+
+/// A healthy webhook's latency alone, then beside three webhooks whose
+/// plugins spin to their deadline, blow their memory limit or trap on every
+/// event: what the neighbours cost it, against their 50 ms time budget.
+async fn hostile(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+    let rate = 20;
+    let names = &args.hostile;
+    let files: Vec<PathBuf> = names
+        .iter()
+        .map(|n| args.hostile_dir.join(format!("{n}.wasm")))
+        .collect();
+    let neighbours: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "[[webhooks]]\nid = \"{}\"\nurl = \"https://example.com/never\"\n\
+                 [[webhooks.plugins]]\nname = \"{n}\"\non_error = \"hold\"\n\n",
+                n.replace('_', "-")
+            )
+        })
+        .collect();
+    let (alone50, alone99) = ack_to_arrival(args, template, rate, "", &[]).await?;
+    let (with50, with99) = ack_to_arrival(args, template, rate, &neighbours, &files).await?;
+    row(
+        &format!("hostile neighbours at {rate} ev/s: healthy webhook alone"),
+        format!("{:.1} ms p50", alone50.as_secs_f64() * 1e3),
+        format!("p99 {:.1} ms", alone99.as_secs_f64() * 1e3),
+        None,
+    );
+    row(
+        &format!("  beside webhooks with {}", names.join(", ")),
+        format!("{:.1} ms p50", with50.as_secs_f64() * 1e3),
+        format!("p99 {:.1} ms", with99.as_secs_f64() * 1e3),
+        None,
+    );
+    Ok(())
+}
+
+/// Posts one event at a time at `rate` per second for 5 s to a webhook with
+/// `app_scope` (plus `extra_hooks`) and returns the p50 and p99 of ingest
+/// ack -> arrival at the sink.
+async fn ack_to_arrival(
+    args: &BenchArgs,
+    template: &serde_json::Value,
+    rate: u64,
+    extra_hooks: &str,
+    extra_plugins: &[PathBuf],
+) -> anyhow::Result<(Duration, Duration)> {
     let sink = Sink::default();
     sink.record_times.store(true, Ordering::Relaxed);
     let url = sink.start().await?;
-    let weir = Running::start(&webhook("lat", &url, args.concurrency), &args.plugins_dir).await?;
+    let config = format!("{}{extra_hooks}", webhook("lat", &url, args.concurrency));
+    let weir = Running::start_with(&config, &args.plugins_dir, extra_plugins).await?;
     let client = reqwest::Client::new();
-    let rate = 1000u64;
     let seconds = 5u64;
     let n = (rate * seconds) as usize;
     let bodies = event_bodies(template, n, "l");
@@ -587,15 +672,10 @@ async fn latency(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
                 .map(|a| a.saturating_duration_since(*acked))
         })
         .collect();
+    anyhow::ensure!(!lat.is_empty(), "no event arrived");
     lat.sort();
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
-    row(
-        &format!("latency at {rate} ev/s: ingest ack -> sink (p50 / p99)"),
-        format!("{:.1} ms", pct(50).as_secs_f64() * 1e3),
-        format!("p99 {:.1} ms", pct(99).as_secs_f64() * 1e3),
-        None,
-    );
-    Ok(())
+    Ok((pct(50), pct(99)))
 }
 
 async fn idle_memory(args: &BenchArgs) -> anyhow::Result<()> {

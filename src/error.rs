@@ -13,6 +13,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (backpressure, shutdown).
     pub retry_after: Option<u32>,
+    /// Answer with `Connection: close` (the request body was left unread).
+    pub close_connection: bool,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            close_connection: false,
         }
     }
 
@@ -79,6 +82,10 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close_connection {
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         res
     }

@@ -23,11 +23,13 @@ pub const DEDUP_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// What a `429` asks producers to wait, in seconds.
 const OVERLOAD_RETRY_AFTER: u32 = 1;
 
-/// Backpressure: counts the events inside ingest (read, parsed or waiting for
-/// their commit). Past `[server] max_pending_events` a request is refused at
-/// once with `429` and `Retry-After` rather than queued, so a producer faster
-/// than the disk sees it, and memory stays bounded. A request holds one slot
-/// while its body is read, then one per event.
+/// Backpressure: counts the events inside ingest (parsed and waiting for
+/// their commit). A request whose events would take the count past
+/// `[server] max_pending_events` is refused with `429` and `Retry-After`
+/// rather than queued, so a producer faster than the disk sees it at once and
+/// memory stays bounded. Once the count is at the limit, requests are refused
+/// before their body is even read (and the connection is closed, since the
+/// unread body would otherwise be taken for the next request).
 #[derive(Default)]
 pub struct Admission {
     pending: AtomicUsize,
@@ -44,25 +46,21 @@ impl Admission {
         self.pending.load(Ordering::Relaxed)
     }
 
-    fn admit(&self, n: usize, limit: usize) -> Option<Admitted<'_>> {
-        let mut held = Admitted {
-            gate: self,
-            held: 0,
-        };
-        held.grow(n, limit).then_some(held)
+    fn is_full(&self, limit: usize) -> bool {
+        self.pending() >= limit
     }
-}
 
-impl Admitted<'_> {
-    /// Takes `n` more slots if that stays within `limit`.
-    fn grow(&mut self, n: usize, limit: usize) -> bool {
-        let before = self.gate.pending.fetch_add(n, Ordering::AcqRel);
+    /// Takes `n` slots if that stays within `limit`.
+    fn admit(&self, n: usize, limit: usize) -> Option<Admitted<'_>> {
+        let before = self.pending.fetch_add(n, Ordering::AcqRel);
         if before + n > limit {
-            self.gate.pending.fetch_sub(n, Ordering::AcqRel);
-            return false;
+            self.pending.fetch_sub(n, Ordering::AcqRel);
+            return None;
         }
-        self.held += n;
-        true
+        Some(Admitted {
+            gate: self,
+            held: n,
+        })
     }
 }
 
@@ -107,10 +105,13 @@ pub async fn post_events(
         return Err(ApiError::unauthorized());
     }
     let max_pending = config.server.max_pending_events;
-    let Some(mut admitted) = app.pending_events.admit(1, max_pending) else {
+    if app.pending_events.is_full(max_pending) {
         reject("overloaded");
-        return Err(overloaded(max_pending));
-    };
+        return Err(ApiError {
+            close_connection: true,
+            ..overloaded(max_pending)
+        });
+    }
     let limit = config.server.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         reject("too_large");
@@ -125,10 +126,11 @@ pub async fn post_events(
         reject("invalid");
         ApiError::bad_request("invalid_event", e.to_string())
     })?;
-    if !admitted.grow(events.len().saturating_sub(1), max_pending) {
+    // Held until the answer: the events count as pending until committed.
+    let Some(_admitted) = app.pending_events.admit(events.len(), max_pending) else {
         reject("overloaded");
         return Err(overloaded(max_pending));
-    }
+    };
     m.events_received.inc_by(events.len() as u64);
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     let batch = events
@@ -168,17 +170,17 @@ mod tests {
     #[test]
     fn admission_holds_slots_until_the_request_is_answered() {
         let gate = Admission::default();
-        let mut a = gate.admit(1, 1000).expect("room");
-        assert!(a.grow(599, 1000));
+        let a = gate.admit(600, 1000).expect("room");
         assert_eq!(gate.pending(), 600);
-        let mut b = gate.admit(1, 1000).expect("room for a body");
-        // 600 + 1 + 499 would be 1100: refused, and nothing is kept of it.
-        assert!(!b.grow(499, 1000));
-        assert_eq!(gate.pending(), 601);
-        assert!(b.grow(399, 1000));
-        assert!(gate.admit(1, 1000).is_none(), "full");
+        // 600 + 401 would pass the limit: refused, and nothing is kept of it.
+        assert!(gate.admit(401, 1000).is_none());
+        assert_eq!(gate.pending(), 600);
+        let b = gate.admit(400, 1000).expect("exactly full");
+        assert!(gate.is_full(1000));
+        assert!(gate.admit(1, 1000).is_none());
         drop(a);
         assert_eq!(gate.pending(), 400);
+        assert!(!gate.is_full(1000));
         drop(b);
         assert_eq!(gate.pending(), 0);
     }
