@@ -571,7 +571,7 @@ async fn fan_out(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
 
 async fn latency(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
     let rate = 1000;
-    let (p50, p99) = ack_to_arrival(args, template, rate, "", &[]).await?;
+    let (p50, p99) = ack_to_arrival(args, template, rate, 5, "", &[]).await?;
     row(
         &format!("latency at {rate} ev/s: ingest ack -> sink (p50 / p99)"),
         format!("{:.1} ms", p50.as_secs_f64() * 1e3),
@@ -601,10 +601,12 @@ async fn hostile(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
             )
         })
         .collect();
-    let (alone50, alone99) = ack_to_arrival(args, template, rate, "", &[]).await?;
-    let (with50, with99) = ack_to_arrival(args, template, rate, &neighbours, &files).await?;
+    let seconds = 15;
+    let (alone50, alone99) = ack_to_arrival(args, template, rate, seconds, "", &[]).await?;
+    let (with50, with99) =
+        ack_to_arrival(args, template, rate, seconds, &neighbours, &files).await?;
     row(
-        &format!("hostile neighbours at {rate} ev/s: healthy webhook alone"),
+        &format!("hostile neighbours, {rate} ev/s for {seconds} s: healthy webhook alone"),
         format!("{:.1} ms p50", alone50.as_secs_f64() * 1e3),
         format!("p99 {:.1} ms", alone99.as_secs_f64() * 1e3),
         None,
@@ -618,13 +620,14 @@ async fn hostile(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Resu
     Ok(())
 }
 
-/// Posts one event at a time at `rate` per second for 5 s to a webhook with
+/// Posts one event at a time at `rate` per second for `seconds` to a webhook with
 /// `app_scope` (plus `extra_hooks`) and returns the p50 and p99 of ingest
 /// ack -> arrival at the sink.
 async fn ack_to_arrival(
     args: &BenchArgs,
     template: &serde_json::Value,
     rate: u64,
+    seconds: u64,
     extra_hooks: &str,
     extra_plugins: &[PathBuf],
 ) -> anyhow::Result<(Duration, Duration)> {
@@ -634,7 +637,6 @@ async fn ack_to_arrival(
     let config = format!("{}{extra_hooks}", webhook("lat", &url, args.concurrency));
     let weir = Running::start_with(&config, &args.plugins_dir, extra_plugins).await?;
     let client = reqwest::Client::new();
-    let seconds = 5u64;
     let n = (rate * seconds) as usize;
     let bodies = event_bodies(template, n, "l");
     let acks = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));

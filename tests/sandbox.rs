@@ -216,12 +216,23 @@ async fn hostile_plugins_are_contained_and_others_keep_delivering() {
                 r.len() == 10 && r.iter().all(|d| d["status"] == "held")
             })
             .await;
-        let reason = rows[0]["reason"].as_str().unwrap();
-        assert!(reason.contains(expected), "{name}: {reason}");
-        assert!(
-            reason.starts_with(&format!("plugin {name} failed")),
-            "{name}: {reason}"
-        );
+        // Plugins that burn their whole budget are benched after 5 in a row;
+        // the rest of their deliveries are held without running them.
+        let costly = matches!(*name, "spin_forever" | "memory_bomb");
+        let mut ran = 0;
+        for row in &rows {
+            let reason = row["reason"].as_str().unwrap();
+            assert!(
+                reason.starts_with(&format!("plugin {name} failed")),
+                "{name}: {reason}"
+            );
+            if reason.contains(expected) {
+                ran += 1;
+            } else {
+                assert!(costly && reason.contains("benched"), "{name}: {reason}");
+            }
+        }
+        assert!(ran >= if costly { 5 } else { 10 }, "{name}: {ran} ran");
     }
     assert_eq!(
         victim.count(),
@@ -247,10 +258,16 @@ async fn hostile_plugins_are_contained_and_others_keep_delivering() {
         .await;
     healthy.wait_for(11).await;
     let text = weir.metrics().await;
-    assert!(
-        text.contains("weir_plugin_calls_total{plugin=\"spin_forever\",result=\"failure\"} 10"),
-        "{text}"
-    );
+    let calls = |result: &str| -> u64 {
+        let key =
+            format!("weir_plugin_calls_total{{plugin=\"spin_forever\",result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    // 11 events in all (the 10, then "after"); at least 5 ran out of time.
+    assert!(calls("failure") >= 5, "{text}");
+    assert_eq!(calls("failure") + calls("benched"), 11, "{text}");
     weir.stop().await;
 }
 
@@ -476,4 +493,45 @@ async fn cli_plugin_run_and_check() {
         ),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_keeps_running_out_of_time_is_benched() {
+    let sub = Receiver::start().await;
+    let config = format!(
+        "{}[plugins]\ntimeout_ms = 100\n\n{}{}",
+        preamble(),
+        hook("spin", &sub.url("/"), "max_in_flight = 1"),
+        plugin("spin_forever", "hold", "{}")
+    );
+    let weir = Weir::start_with(&config, &[("spin_forever", test_plugin("spin_forever"))]).await;
+    weir.send(&events(8, "record.create", "o")).await;
+    let rows = weir
+        .wait_deliveries("webhook=spin", |r| {
+            r.len() == 8 && r.iter().all(|d| d["status"] == "held")
+        })
+        .await;
+    let benched = rows
+        .iter()
+        .filter(|d| {
+            d["reason"]
+                .as_str()
+                .unwrap()
+                .contains("benched: it ran out of time or memory 5 times in a row")
+        })
+        .count();
+    // One at a time: exactly five ran into the deadline, the other three
+    // were held without running.
+    assert_eq!(benched, 3, "{rows:?}");
+    let text = weir.metrics().await;
+    assert!(
+        text.contains("weir_plugin_calls_total{plugin=\"spin_forever\",result=\"failure\"} 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weir_plugin_calls_total{plugin=\"spin_forever\",result=\"benched\"} 3"),
+        "{text}"
+    );
+    assert_eq!(sub.count(), 0);
+    weir.stop().await;
 }

@@ -55,6 +55,7 @@ pub(super) struct Inner {
     limits: Mutex<PluginLimits>,
     metrics: Arc<Metrics>,
     permits: Semaphore,
+    breaker: super::breaker::Breaker,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -99,6 +100,7 @@ impl Plugins {
                 limits: Mutex::new(limits),
                 metrics,
                 permits: Semaphore::new(concurrency),
+                breaker: Default::default(),
                 stop_ticker,
             }),
         })
@@ -175,6 +177,20 @@ impl Plugins {
                 .unwrap_or_else(|| "no such plugin in the plugins folder".into());
             return (Err(PluginError::NotLoaded(why)), Vec::new());
         };
+        let breaker = &self.inner.breaker;
+        let version = Arc::as_ptr(&loaded) as usize;
+        if let Some(left) = breaker.benched(ctx.webhook, name, version, Instant::now()) {
+            self.inner
+                .metrics
+                .plugin_calls
+                .with_label_values(&[name, "benched"])
+                .inc();
+            let benched = PluginError::Benched {
+                strikes: super::breaker::STRIKES,
+                secs_left: left.as_secs().max(1),
+            };
+            return (Err(benched), Vec::new());
+        }
         let _permit = self
             .inner
             .permits
@@ -198,6 +214,8 @@ impl Plugins {
                     Vec::new(),
                 )
             });
+        let exhausted = matches!(out.0, Err(PluginError::Timeout(_) | PluginError::Memory(_)));
+        breaker.record(ctx.webhook, name, version, exhausted, Instant::now());
         let m = &self.inner.metrics;
         m.plugin_seconds
             .with_label_values(&[name])

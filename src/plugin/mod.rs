@@ -8,6 +8,7 @@
 //! on the version it started with.
 
 mod bindings;
+mod breaker;
 mod host;
 mod registry;
 
@@ -48,6 +49,10 @@ pub enum PluginError {
     Trap(String),
     #[error("produced an invalid request: {0}")]
     InvalidOutput(String),
+    #[error(
+        "benched: it ran out of time or memory {strikes} times in a row, so it is skipped for {secs_left} s more"
+    )]
+    Benched { strikes: u32, secs_left: u64 },
 }
 
 /// A plugin as `GET /v1/plugins` shows it.
