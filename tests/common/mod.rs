@@ -126,6 +126,12 @@ impl Receiver {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// The distinct values of header `name` over every request so far.
+    pub fn distinct(&self, name: &str) -> std::collections::HashSet<String> {
+        let requests = self.state.requests.lock().unwrap();
+        requests.iter().map(|r| r.header(name).to_owned()).collect()
+    }
+
     pub fn count(&self) -> usize {
         self.state.requests.lock().unwrap().len()
     }
