@@ -501,3 +501,43 @@ async fn byte_level_faults_are_failures_and_others_keep_delivering() {
     }
     weir.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_back_from_an_outage_gets_its_backlog_at_once() {
+    let sub = Receiver::start().await;
+    sub.always(Reply::Status(503));
+    // Retries an hour apart: without catching up, the backlog would wait.
+    let weir = Weir::start(
+        &hook("down", &sub.url("/"), "retry_delays_secs = [3600]"),
+        &[],
+    )
+    .await;
+    weir.send(&json!([
+        {"id": "o1", "type": "a.b", "data": 1},
+        {"id": "o2", "type": "a.b", "data": 2},
+    ]))
+    .await;
+    weir.wait_deliveries("webhook=down", |r| {
+        r.len() == 2 && r.iter().all(|d| d["status"] == "retrying")
+    })
+    .await;
+    // An outage is 30 s of failures: this wait is the scenario itself.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    sub.always(Reply::Status(200));
+    // A new event goes out at once and succeeds; the two retries that were
+    // due in an hour follow straight after.
+    weir.send(&json!({"id": "n1", "type": "a.b", "data": 3}))
+        .await;
+    let got = sub
+        .wait_until(|r| {
+            let ok: Vec<&str> = r.iter().skip(2).map(|x| x.header("webhook-id")).collect();
+            ["n1", "o1", "o2"].iter().all(|id| ok.contains(id))
+        })
+        .await;
+    assert_eq!(got.len(), 5, "two failures, then three deliveries");
+    weir.wait_deliveries("webhook=down", |r| {
+        r.len() == 3 && r.iter().all(|d| d["status"] == "delivered")
+    })
+    .await;
+    weir.stop().await;
+}
