@@ -4,6 +4,12 @@
 //! It wakes when ingest notifies it, when an attempt finishes, or when the next
 //! retry falls due, and never has more than `max_in_flight` attempts (one for
 //! `fifo`) under way. A worker never blocks another webhook's worker.
+//!
+//! Two things bend the schedule. If the store cannot record an attempt, the
+//! worker pauses briefly rather than resend that delivery in a loop. And when
+//! a subscriber that has been failing for [`OUTAGE`] answers 2xx again, the
+//! worker catches up: everything live counts as due until the backlog is
+//! gone, so a recovered subscriber is not left waiting on day-long retries.
 
 use std::collections::HashSet;
 use std::sync::Arc;
