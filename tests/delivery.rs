@@ -507,11 +507,18 @@ async fn a_subscriber_back_from_an_outage_gets_its_backlog_at_once() {
     let sub = Receiver::start().await;
     sub.always(Reply::Status(503));
     // Retries an hour apart: without catching up, the backlog would wait.
-    let weir = Weir::start(
-        &hook("down", &sub.url("/"), "retry_delays_secs = [3600]"),
-        &[],
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "{}{}",
+            preamble(),
+            hook("down", &sub.url("/"), "retry_delays_secs = [3600]")
+        ),
     )
-    .await;
+    .unwrap();
+    let clock = std::sync::Arc::new(ManualClock::default());
+    let weir = Weir::boot_with_clock(dir, clock.clone()).await;
     weir.send(&json!([
         {"id": "o1", "type": "a.b", "data": 1},
         {"id": "o2", "type": "a.b", "data": 2},
@@ -521,8 +528,8 @@ async fn a_subscriber_back_from_an_outage_gets_its_backlog_at_once() {
         r.len() == 2 && r.iter().all(|d| d["status"] == "retrying")
     })
     .await;
-    // An outage is 30 s of failures: this wait is the scenario itself.
-    tokio::time::sleep(Duration::from_secs(31)).await;
+    // 31 s of failures make an outage.
+    clock.advance(Duration::from_secs(31));
     sub.always(Reply::Status(200));
     // A new event goes out at once and succeeds; the two retries that were
     // due in an hour follow straight after.

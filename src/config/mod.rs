@@ -283,7 +283,7 @@ impl Validator<'_> {
             self.problem(
                 &s.max_pending_events,
                 "server.max_pending_events",
-                &format!(
+                format!(
                     "must be at least {} so a full batch fits",
                     crate::ingest::envelope::MAX_BATCH
                 ),

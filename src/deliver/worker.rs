@@ -49,8 +49,8 @@ struct Finished {
     /// `Some(true)` for a 2xx, `Some(false)` for a failed attempt, `None`
     /// when nothing was sent (the plugin chain dropped or held it).
     success: Option<bool>,
-    /// When the attempt was handed to the task.
-    started: Instant,
+    /// When the attempt was handed to the task (server clock).
+    started: Millis,
 }
 
 pub struct Worker {
@@ -68,10 +68,10 @@ struct Queue {
     next_slot: Instant,
     /// Set after a store error: no new attempts before then.
     paused_until: Option<Instant>,
-    /// Start of the current run of failed attempts.
-    failing_since: Option<Instant>,
-    /// When the last 2xx came back.
-    last_success: Option<Instant>,
+    /// Start of the current run of failed attempts (server clock).
+    failing_since: Option<Millis>,
+    /// When the last 2xx came back (server clock).
+    last_success: Option<Millis>,
     /// Sending the backlog regardless of schedule after an outage.
     catch_up: bool,
 }
@@ -147,18 +147,19 @@ impl Worker {
         // A failure of an attempt started before the last success is old
         // news: it says nothing about the subscriber now.
         let stale = q.last_success.is_some_and(|at| f.started < at);
+        let now = self.shared.clock.now();
         match f.success {
             Some(true) => {
-                q.last_success = Some(Instant::now());
+                q.last_success = Some(now);
                 if let Some(since) = q.failing_since.take()
-                    && since.elapsed() >= OUTAGE
+                    && now - since >= OUTAGE.as_millis() as Millis
                 {
-                    info!(webhook = %self.id, down_for_secs = since.elapsed().as_secs(), "subscriber is back: sending its backlog now");
+                    info!(webhook = %self.id, down_for_secs = (now - since) / 1000, "subscriber is back: sending its backlog now");
                     q.catch_up = true;
                 }
             }
             Some(false) if !stale => {
-                q.failing_since.get_or_insert_with(Instant::now);
+                q.failing_since.get_or_insert(now);
                 q.catch_up = false;
             }
             Some(false) | None => {}
@@ -234,7 +235,7 @@ impl Worker {
 /// Renders (if needed), sends and records one attempt.
 async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished {
     let seq = due.seq;
-    let started = Instant::now();
+    let started = shared.clock.now();
     let (rendered, fresh) = match due.rendered.clone() {
         Some(r) => (r, false),
         None => match router::render(&shared.plugins, &hook, &due.event, &due.id).await {

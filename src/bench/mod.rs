@@ -1,0 +1,126 @@
+//! `weir bench`: reproducible throughput and latency figures, each printed
+//! beside a ceiling measured in the same run (the same client posting the same
+//! bodies at the same concurrency straight to the same sink).
+//!
+//! Everything runs on loopback: an in-process keep-alive sink, weir on a temp
+//! data dir (durable store, fsync on, signing on; in this process, or as a
+//! child process where its own memory is measured), and the producers.
+//! `harness` holds those pieces; the other modules are the scenarios.
+
+mod harness;
+mod latency;
+mod load;
+mod throughput;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+/// What to run, from the command line.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Events for the end-to-end run.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Concurrent producer connections (and the deliverer's max_in_flight).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Events per ingest request.
+    #[arg(long, default_value_t = 50)]
+    pub batch: usize,
+    /// Webhooks in the fan-out run.
+    #[arg(long, default_value_t = 100)]
+    pub fanout: usize,
+    /// Folder holding the built example plugins.
+    #[arg(long, default_value = "plugins")]
+    pub plugins_dir: PathBuf,
+    /// The sample event (record.create).
+    #[arg(long, default_value = "../shared/fixtures/record.create.json")]
+    pub event: PathBuf,
+    /// Extra plugin files (e.g. componentize-py/js builds) to time per call.
+    #[arg(long)]
+    pub foreign: Vec<PathBuf>,
+    /// Config given to the --foreign plugins.
+    #[arg(long, default_value = "{}")]
+    pub foreign_config: String,
+    /// Also run end to end without the plugin, to show what the chain costs.
+    #[arg(long)]
+    pub without_plugin_too: bool,
+    /// Where the misbehaving test plugins were built (the hostile run).
+    #[arg(long, default_value = "tests/plugins/target/wasm32-wasip2/release")]
+    pub hostile_dir: PathBuf,
+    /// The misbehaving plugins in the hostile run, one webhook each.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "spin_forever,memory_bomb,trap"
+    )]
+    pub hostile: Vec<String>,
+    /// Pending deliveries in the backlog run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: usize,
+    /// Only these scenarios (comma separated:
+    /// plugin,e2e,fanout,latency,hostile,idle,overload,backlog).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+const FORM: &str = "a1b2c3d4-0000-4000-8000-000000000001";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+pub(super) fn webhook(id: &str, url: &str, in_flight: usize) -> String {
+    format!(
+        "[[webhooks]]\nid = \"{id}\"\nurl = \"{url}\"\nsecrets = [\"{SECRET}\"]\nmax_in_flight = {in_flight}\n\
+         [[webhooks.plugins]]\nname = \"app_scope\"\nconfig = {{ form_ids = [\"{FORM}\"] }}\n\n"
+    )
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let template: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&args.event)
+            .with_context(|| format!("reading {}", args.event.display()))?,
+    )?;
+    let wants = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    println!(
+        "weir bench — {} cores, weir {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "{:<58} {:>14} {:>18} {:>8}",
+        "scenario", "weir", "ceiling (same run)", "ratio"
+    );
+    if wants("plugin") {
+        throughput::plugin_call(&args)?;
+    }
+    if wants("e2e") {
+        throughput::end_to_end(&args, &template, true).await?;
+        if args.without_plugin_too {
+            throughput::end_to_end(&args, &template, false).await?;
+        }
+    }
+    if wants("fanout") {
+        throughput::fan_out(&args, &template).await?;
+    }
+    if wants("latency") {
+        latency::latency(&args, &template).await?;
+    }
+    if wants("hostile") {
+        latency::hostile(&args, &template).await?;
+    }
+    if wants("idle") {
+        load::idle_memory(&args).await?;
+    }
+    if wants("overload") {
+        load::overload(&args, &template).await?;
+    }
+    if wants("backlog") {
+        load::backlog(&args, &template).await?;
+    }
+    Ok(())
+}
+
+pub(super) fn row(name: &str, weir: String, ceiling: String, ratio: Option<f64>) {
+    let ratio = ratio.map_or("".into(), |r| format!("{:.0}%", r * 100.0));
+    println!("{name:<58} {weir:>14} {ceiling:>18} {ratio:>8}");
+}

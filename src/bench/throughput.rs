@@ -1,0 +1,172 @@
+//! Throughput: one plugin call, end to end, and fan-out.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::harness::{Running, Sink, blast, event_bodies};
+use super::{BenchArgs, FORM, row, webhook};
+use crate::config::PluginLimits;
+use crate::event::now_millis;
+use crate::ingest::envelope;
+use crate::plugin::Plugins;
+use crate::store::Rendered;
+
+pub(super) fn plugin_call(args: &BenchArgs) -> anyhow::Result<()> {
+    let host = Plugins::with_limits(
+        PluginLimits {
+            timeout: Duration::from_secs(5),
+            memory_bytes: 256 << 20,
+        },
+        Default::default(),
+    )?;
+    let bytes = std::fs::read(&args.event)?;
+    let event = envelope::parse_body(&bytes, now_millis())?.remove(0);
+    let request = Rendered {
+        body: event.envelope_json(),
+        headers: vec![],
+    };
+    let app_scope = format!("{{\"form_ids\": [\"{FORM}\"]}}");
+    let mut plugins = vec![(args.plugins_dir.join("app_scope.wasm"), app_scope, 20_000)];
+    plugins.extend(
+        args.foreign
+            .iter()
+            .map(|p| (p.clone(), args.foreign_config.clone(), 300)),
+    );
+    for (path, config, calls) in plugins {
+        let started = Instant::now();
+        let name = host.load_file(&path)?;
+        let compile = started.elapsed();
+        for _ in 0..calls / 20 {
+            host.call_blocking(&name, &event, &request, &config)?;
+        }
+        let mut samples = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            let v = host.call_blocking(&name, &event, &request, &config);
+            samples.push(t.elapsed());
+            anyhow::ensure!(v.is_ok(), "{name} failed: {v:?}");
+        }
+        samples.sort();
+        let median = samples[samples.len() / 2];
+        let p99 = samples[samples.len() * 99 / 100];
+        row(
+            &format!("plugin call: {name}, record.create, fresh instance"),
+            format!("{:.1} µs p50", median.as_secs_f64() * 1e6),
+            format!("p99 {:.1} µs", p99.as_secs_f64() * 1e6),
+            None,
+        );
+        row(
+            &format!(
+                "  compile {name} ({} KB), uncached",
+                std::fs::metadata(&path)?.len() / 1024
+            ),
+            format!("{:.2} s", compile.as_secs_f64()),
+            String::new(),
+            None,
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn end_to_end(
+    args: &BenchArgs,
+    template: &serde_json::Value,
+    with_plugin: bool,
+) -> anyhow::Result<()> {
+    let sink = Sink::default();
+    let url = sink.start().await?;
+    // Ceiling: one event per POST, straight to the sink.
+    let single: Vec<String> = event_bodies(template, args.events, "c")
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let ceiling = blast(&url, Arc::new(single), args.concurrency).await?;
+    let ceiling_rate = args.events as f64 / ceiling.as_secs_f64();
+    sink.count.store(0, Ordering::Relaxed);
+
+    let mut hook = webhook("bench", &url, args.concurrency);
+    if !with_plugin {
+        hook = hook
+            .split("[[webhooks.plugins]]")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+    }
+    let weir = Running::start(&hook, &args.plugins_dir).await?;
+    let batches: Vec<String> = event_bodies(template, args.events, "e")
+        .chunks(args.batch)
+        .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
+        .collect();
+    let started = Instant::now();
+    let ingest = blast(
+        &format!("{}/v1/events", weir.url),
+        Arc::new(batches),
+        args.concurrency,
+    )
+    .await?;
+    sink.wait_for(args.events, Duration::from_secs(600)).await?;
+    let total = started.elapsed();
+    weir.stop().await?;
+    let rate = args.events as f64 / total.as_secs_f64();
+    row(
+        &format!(
+            "end to end, 1 webhook{} ({} events)",
+            if with_plugin {
+                " + app_scope"
+            } else {
+                ", no plugin"
+            },
+            args.events
+        ),
+        format!("{rate:.0} ev/s"),
+        format!("{ceiling_rate:.0} req/s"),
+        Some(rate / ceiling_rate),
+    );
+    row(
+        &format!("  ingest only (durable 202s, batches of {})", args.batch),
+        format!("{:.0} ev/s", args.events as f64 / ingest.as_secs_f64()),
+        String::new(),
+        None,
+    );
+    Ok(())
+}
+
+pub(super) async fn fan_out(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+    let sink = Sink::default();
+    let url = sink.start().await?;
+    let per_hook = 4;
+    let events = (2000 / args.fanout).max(20);
+    let single: Vec<String> = event_bodies(template, events * args.fanout, "c")
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let ceiling = blast(&url, Arc::new(single), args.concurrency).await?;
+    let ceiling_rate = (events * args.fanout) as f64 / ceiling.as_secs_f64();
+    sink.count.store(0, Ordering::Relaxed);
+    let config: String = (0..args.fanout)
+        .map(|i| webhook(&format!("h{i}"), &url, per_hook))
+        .collect();
+    let weir = Running::start(&config, &args.plugins_dir).await?;
+    let batches: Vec<String> = event_bodies(template, events, "f")
+        .chunks(10)
+        .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
+        .collect();
+    let started = Instant::now();
+    blast(&format!("{}/v1/events", weir.url), Arc::new(batches), 4).await?;
+    sink.wait_for(events * args.fanout, Duration::from_secs(600))
+        .await?;
+    let total = started.elapsed();
+    weir.stop().await?;
+    let rate = (events * args.fanout) as f64 / total.as_secs_f64();
+    row(
+        &format!(
+            "fan-out: {events} events x {} webhooks, each with a plugin",
+            args.fanout
+        ),
+        format!("{rate:.0} dl/s"),
+        format!("{ceiling_rate:.0} req/s"),
+        Some(rate / ceiling_rate),
+    );
+    Ok(())
+}
