@@ -62,7 +62,9 @@ async fn delivery_log_pages_newest_first_and_rejects_bad_filters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_sends_again_once_even_when_asked_concurrently() {
     let sub = Receiver::start().await;
-    sub.script([Reply::Status(500)]);
+    // The replayed attempt is held for a second, so the delivery is still
+    // live while all ten replays arrive (a delivered one may be replayed).
+    sub.script([Reply::Status(500), Reply::Delay(Duration::from_secs(1))]);
     let weir = Weir::start(&hook("r", &sub.url("/"), "max_retries = 0"), &[]).await;
     weir.send(&json!({"id": "once", "type": "a.b", "data": 1}))
         .await;
@@ -318,21 +320,15 @@ async fn continuous_failure_disables_after_the_configured_hours() {
     let sub = Receiver::start().await;
     sub.always(Reply::Status(500));
     let clock = Arc::new(ManualClock::default());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        format!(
-            "{}{}",
-            preamble(),
-            hook(
-                "down",
-                &sub.url("/"),
-                "disable_after_hours = 2\nretry_delays_secs = [3600]"
-            )
+    let weir = Weir::start_with_clock(
+        &hook(
+            "down",
+            &sub.url("/"),
+            "disable_after_hours = 2\nretry_delays_secs = [3600]",
         ),
+        clock.clone(),
     )
-    .unwrap();
-    let weir = Weir::boot_with_clock(dir, clock.clone()).await;
+    .await;
     weir.send(&json!({"id": "f1", "type": "a.b", "data": 1}))
         .await;
     sub.wait_for(1).await;

@@ -507,18 +507,12 @@ async fn a_subscriber_back_from_an_outage_gets_its_backlog_at_once() {
     let sub = Receiver::start().await;
     sub.always(Reply::Status(503));
     // Retries an hour apart: without catching up, the backlog would wait.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        format!(
-            "{}{}",
-            preamble(),
-            hook("down", &sub.url("/"), "retry_delays_secs = [3600]")
-        ),
-    )
-    .unwrap();
     let clock = std::sync::Arc::new(ManualClock::default());
-    let weir = Weir::boot_with_clock(dir, clock.clone()).await;
+    let weir = Weir::start_with_clock(
+        &hook("down", &sub.url("/"), "retry_delays_secs = [3600]"),
+        clock.clone(),
+    )
+    .await;
     weir.send(&json!([
         {"id": "o1", "type": "a.b", "data": 1},
         {"id": "o2", "type": "a.b", "data": 2},

@@ -254,6 +254,17 @@ impl Weir {
         Self::boot(dir).await
     }
 
+    /// Like [`Weir::start`] without plugins, with server time from `clock`.
+    pub async fn start_with_clock(webhooks: &str, clock: Arc<dyn weir::event::Clock>) -> Weir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!("{}{webhooks}", preamble()),
+        )
+        .unwrap();
+        Self::boot_with_clock(dir, clock).await
+    }
+
     /// (Re)starts weir on `dir`, which holds config.toml, plugins/ and data/.
     pub async fn boot(dir: tempfile::TempDir) -> Weir {
         Self::boot_with_clock(dir, Arc::new(weir::event::SystemClock)).await
