@@ -411,64 +411,16 @@ async fn unreachable_slow_and_garbage_subscribers_are_retried() {
     weir.stop().await;
 }
 
-/// A raw TCP "subscriber" that misbehaves at the byte level.
-async fn raw_server(behaviour: &'static str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let _ = sock.read(&mut buf).await;
-                match behaviour {
-                    // Headers promise a body that never fully comes.
-                    "close-mid-response" => {
-                        let _ = sock
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
-                            .await;
-                    }
-                    // One byte every 300 ms: never a full answer in time.
-                    "slow-drip" => {
-                        let _ = sock
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n")
-                            .await;
-                        for _ in 0..50 {
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                            if sock.write_all(b"x").await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    // Not HTTP at all.
-                    _ => {
-                        let _ = sock.write_all(b"SSH-2.0-OpenSSH_9.0\r\n").await;
-                    }
-                }
-            });
-        }
-    });
-    url
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byte_level_faults_are_failures_and_others_keep_delivering() {
     let healthy = Receiver::start().await;
+    let cut = RawSubscriber::start(Fault::CloseMidResponse).await;
+    let drip = RawSubscriber::start(Fault::SlowDrip).await;
+    let garbled = RawSubscriber::start(Fault::NotHttp).await;
     let config = [
-        hook(
-            "cut",
-            &raw_server("close-mid-response").await,
-            "max_retries = 1",
-        ),
-        hook(
-            "drip",
-            &raw_server("slow-drip").await,
-            "max_retries = 0\ntimeout_secs = 1",
-        ),
-        hook("garbled", &raw_server("not-http").await, "max_retries = 1"),
+        hook("cut", &cut.url, "max_retries = 1"),
+        hook("drip", &drip.url, "max_retries = 0\ntimeout_secs = 1"),
+        hook("garbled", &garbled.url, "max_retries = 1"),
         hook("healthy", &healthy.url("/"), ""),
     ]
     .concat();

@@ -6,12 +6,10 @@ mod common;
 
 use std::collections::HashSet;
 use std::os::unix::process::CommandExt;
-use std::time::Duration;
 
 use common::process::spawn_with;
 use common::*;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// Sets the child's file-size limit: writes at or past `bytes` fail with
 /// `EFBIG`, which is what a full disk looks like to SQLite.
@@ -200,54 +198,14 @@ async fn overload_answers_429_with_retry_after_and_keeps_everything_accepted() {
     weir.stop().await;
 }
 
-/// A TCP subscriber that misbehaves: `hang` reads the request and answers
-/// nothing until `release` is cancelled; `reset` answers with a TCP RST.
-/// Each request read is reported on the channel.
-async fn broken_subscriber(
-    behaviour: &'static str,
-    release: CancellationToken,
-) -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
-    use tokio::io::AsyncReadExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = vec![0u8; 64 * 1024];
-            let _ = sock.read(&mut buf).await;
-            let _ = seen_tx.send(());
-            match behaviour {
-                "hang" => {
-                    let release = release.clone();
-                    tokio::spawn(async move {
-                        release.cancelled().await;
-                        drop(sock);
-                    });
-                }
-                _ => {
-                    // A zero linger makes close send RST; it never blocks.
-                    #[allow(deprecated)]
-                    sock.set_linger(Some(Duration::ZERO)).unwrap();
-                    drop(sock);
-                }
-            }
-        }
-    });
-    (url, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_and_resetting_subscribers_do_not_hold_up_others() {
     let healthy = Receiver::start().await;
-    let release = CancellationToken::new();
-    let (hang_url, mut hang_seen) = broken_subscriber("hang", release.clone()).await;
-    let (reset_url, _) = broken_subscriber("reset", release.clone()).await;
+    let mut hang = RawSubscriber::start(Fault::Hang).await;
+    let reset = RawSubscriber::start(Fault::Reset).await;
     let config = [
-        hook("hang", &hang_url, "timeout_secs = 60\nmax_in_flight = 4"),
-        hook("reset", &reset_url, "max_retries = 1"),
+        hook("hang", &hang.url, "timeout_secs = 60\nmax_in_flight = 4"),
+        hook("reset", &reset.url, "max_retries = 1"),
         hook("healthy", &healthy.url("/"), ""),
     ]
     .concat();
@@ -255,7 +213,7 @@ async fn hanging_and_resetting_subscribers_do_not_hold_up_others() {
     weir.send(&events(200, "a.b", "o")).await;
     // Every slot of the hanging webhook is taken...
     for _ in 0..4 {
-        hang_seen.recv().await.unwrap();
+        hang.seen.recv().await.unwrap();
     }
     // ...and the healthy one still gets all 200, before any hung attempt
     // could even have timed out.
@@ -279,6 +237,6 @@ async fn hanging_and_resetting_subscribers_do_not_hold_up_others() {
         error.starts_with("request error") && error.contains("Connection reset by peer"),
         "{error}"
     );
-    release.cancel();
+    drop(hang);
     weir.stop().await;
 }

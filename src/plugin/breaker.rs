@@ -65,18 +65,15 @@ impl Breaker {
         now: Instant,
     ) {
         let mut records = self.records.lock().expect("breaker");
-        if !exhausted && records.is_empty() {
-            // The common case: nothing to clear, nothing to allocate.
-            return;
-        }
-        let key = (webhook.to_owned(), plugin.to_owned());
         if !exhausted {
-            if let Some(r) = records.get_mut(&key) {
-                r.strikes = 0;
-                r.benched_until = None;
+            // A success forgets the record, so in the common case the map is
+            // empty and nothing is allocated.
+            if !records.is_empty() {
+                records.remove(&(webhook.to_owned(), plugin.to_owned()));
             }
             return;
         }
+        let key = (webhook.to_owned(), plugin.to_owned());
         let r = records.entry(key).or_default();
         if r.version != version {
             *r = Record {

@@ -496,3 +496,84 @@ pub fn events(n: usize, event_type: &str, owner: &str) -> Value {
             .collect(),
     )
 }
+
+/// How a [`RawSubscriber`] misbehaves below HTTP.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Headers promise a body that never fully comes.
+    CloseMidResponse,
+    /// One byte every 300 ms: never a full answer in time.
+    SlowDrip,
+    /// Not HTTP at all.
+    NotHttp,
+    /// Reads the request and answers nothing until dropped.
+    Hang,
+    /// Answers with a TCP RST.
+    Reset,
+}
+
+/// A TCP "subscriber" that misbehaves at the byte level. Every request it
+/// reads is reported on `seen`; hung connections are let go when it drops.
+pub struct RawSubscriber {
+    pub url: String,
+    pub seen: tokio::sync::mpsc::UnboundedReceiver<()>,
+    release: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for RawSubscriber {
+    fn drop(&mut self) {
+        self.release.cancel();
+    }
+}
+
+impl RawSubscriber {
+    pub async fn start(fault: Fault) -> RawSubscriber {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
+        let release = tokio_util::sync::CancellationToken::new();
+        let hold = release.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (seen_tx, hold) = (seen_tx.clone(), hold.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = sock.read(&mut buf).await;
+                    let _ = seen_tx.send(());
+                    match fault {
+                        Fault::CloseMidResponse => {
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+                                .await;
+                        }
+                        Fault::SlowDrip => {
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n")
+                                .await;
+                            for _ in 0..50 {
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                if sock.write_all(b"x").await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Fault::NotHttp => {
+                            let _ = sock.write_all(b"SSH-2.0-OpenSSH_9.0\r\n").await;
+                        }
+                        Fault::Hang => hold.cancelled().await,
+                        Fault::Reset => {
+                            // A zero linger makes close send RST; it never blocks.
+                            #[allow(deprecated)]
+                            sock.set_linger(Some(Duration::ZERO)).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        RawSubscriber { url, seen, release }
+    }
+}
