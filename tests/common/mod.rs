@@ -30,9 +30,10 @@ pub fn example_plugin(name: &str) -> PathBuf {
         .join(format!("{name}.wasm"))
 }
 
+/// A sample event from `examples/events/`.
 pub fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
+        .join("examples/events")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
