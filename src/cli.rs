@@ -69,6 +69,16 @@ pub enum Command {
     },
     /// Measure throughput and latency against an in-process sink (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
+    /// Manage webhooks through a running weir's API.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+    /// Manage API tokens (needs an admin token).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Send a delivery again, or every delivery of a webhook in a state.
     Replay {
         /// A delivery id (dlv_...).
@@ -104,13 +114,141 @@ pub enum PluginCommand {
     },
 }
 
-/// Where a running weir is, and how to authenticate to it.
+#[derive(Subcommand, Debug)]
+pub enum WebhooksCommand {
+    /// List the webhooks the token may see.
+    List {
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show one webhook.
+    Get {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Create a webhook; prints its signing secret once.
+    Create {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Change some keys of a webhook.
+    Update {
+        id: String,
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Pause (false) or resume (true) deliveries.
+        #[arg(long)]
+        active: Option<bool>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Delete a webhook; its pending deliveries become canceled.
+    Delete {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Give a webhook a new secret; the old one signs beside it for the overlap.
+    RotateSecret {
+        id: String,
+        /// Seconds the previous secret keeps signing (default 86400).
+        #[arg(long)]
+        overlap_secs: Option<u64>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Webhook keys given as flags; `--body` takes a whole JSON spec.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SpecArgs {
+    /// A JSON webhook spec (the keys of a [[webhooks]] table); `-` for stdin.
+    #[arg(long)]
+    pub body: Option<String>,
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long)]
+    pub url: Option<String>,
+    /// An event-type glob; repeat for several.
+    #[arg(long = "event")]
+    pub events: Vec<String>,
+    /// An owner_id; repeat for several.
+    #[arg(long = "owner")]
+    pub owners: Vec<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A `whsec_` secret; generated when none is given.
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token; prints it once.
+    Create {
+        /// Limit the token to this owner's webhooks, deliveries and events.
+        #[arg(long)]
+        owner: Option<String>,
+        /// events:write, webhooks:read, webhooks:write, deliveries:read,
+        /// deliveries:replay, plugins:read or admin; repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List tokens by id and prefix.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Where a running weir is, and how to authenticate to it: flags, then the
+/// environment, then the local config file's listen address and token.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Remote {
-    /// Base URL of the running weir.
-    #[arg(long, env = "WEIR_URL", default_value = "http://127.0.0.1:8700")]
-    pub url: String,
-    /// Bearer token (admin token for admin commands, ingest token for send).
+    /// Base URL of the running weir (default: from the config's listen address).
+    #[arg(long, env = "WEIR_URL")]
+    pub url: Option<String>,
+    /// Bearer token (default: WEIR_ADMIN_TOKEN, then the config's token).
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The config file consulted when no URL or token is given.
+    #[arg(long = "config", env = "WEIR_CONFIG", default_value = "config.toml")]
+    pub config: PathBuf,
 }

@@ -4,7 +4,11 @@
 //! all of them. [`server::run`] wires the stages; [`commands`] is the CLI.
 
 pub mod admin;
+pub mod api;
+pub mod app;
+pub mod auth;
 pub mod bench;
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -19,3 +23,4 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod store;
+pub mod token;

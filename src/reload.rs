@@ -15,16 +15,27 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::app::App;
 use crate::config::Config;
-use crate::server::App;
 
 /// Quiet time before a change is acted on.
 pub const SETTLE: Duration = Duration::from_millis(150);
 
-/// The last config reload failure, shown by the admin API.
+/// The last config reload failure, shown by the admin API until a valid
+/// file lands.
 #[derive(Default)]
 pub struct ReloadStatus {
-    pub last_error: Mutex<Option<String>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ReloadStatus {
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("reload status").clone()
+    }
+
+    fn set(&self, error: Option<String>) {
+        *self.last_error.lock().expect("reload status") = error;
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,20 +170,29 @@ pub async fn reload_config(app: &Arc<App>) {
     if let Err(problem) = immutable_unchanged(&old, &new) {
         return reject(app, problem);
     }
-    let summary = summarize(&old, &new);
-    if summary.is_empty() {
+    // A valid file clears the last error, whether or not it changes anything.
+    app.reload_status.set(None);
+    let changed = summarize(&old, &new);
+    if changed.is_empty() {
         return;
     }
+    let _writing = app.hooks_write.lock().await;
+    // API webhooks take the new `[delivery]` defaults too.
+    let table = match crate::catalog::load(&new, app.store.as_ref()).await {
+        Ok(t) => t,
+        Err(e) => return reject(app, format!("{}: {e}", path.display())),
+    };
     let new = Arc::new(new);
     app.config.store(new.clone());
     app.plugins.set_limits(new.plugins);
-    app.deliverer.reconcile(Some(&old), &new).await;
-    *app.reload_status.last_error.lock().expect("reload status") = None;
+    app.install(table).await;
     app.metrics
         .reloads
         .with_label_values(&["config", "ok"])
         .inc();
-    info!(changes = %summary.join("; "), "config reloaded");
+    // Names of what changed, never values: a changed secret or token is
+    // reported by its key alone.
+    info!(changes = %changed.join("; "), "config reloaded");
 }
 
 fn reject(app: &App, problem: String) {
@@ -181,7 +201,7 @@ fn reject(app: &App, problem: String) {
         .reloads
         .with_label_values(&["config", "error"])
         .inc();
-    *app.reload_status.last_error.lock().expect("reload status") = Some(problem);
+    app.reload_status.set(Some(problem));
 }
 
 /// Settings that only take effect on restart must not silently change.
@@ -208,7 +228,9 @@ fn immutable_unchanged(old: &Config, new: &Config) -> Result<(), String> {
     }
 }
 
-/// A short description of what a reload changes, one entry per webhook.
+/// What a reload changes, by name: one entry per webhook, then the server
+/// and plugin settings that differ. Values are compared, not their `Debug`
+/// text, so an edit of a secret or token alone is a change.
 fn summarize(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for hook in &new.webhooks {
@@ -220,9 +242,10 @@ fn summarize(old: &Config, new: &Config) -> Vec<String> {
             Some(before) if !before.active && hook.active => {
                 out.push(format!("activated {}", hook.id))
             }
-            Some(before) if format!("{before:?}") != format!("{hook:?}") => {
-                out.push(format!("changed {}", hook.id))
+            Some(before) if before.secrets != hook.secrets => {
+                out.push(format!("changed {} (secrets)", hook.id))
             }
+            Some(before) if before != hook => out.push(format!("changed {}", hook.id)),
             Some(_) => {}
         }
     }
@@ -231,10 +254,49 @@ fn summarize(old: &Config, new: &Config) -> Vec<String> {
             out.push(format!("removed {}", hook.id));
         }
     }
-    if format!("{:?}", old.server) != format!("{:?}", new.server)
-        || format!("{:?}", old.plugins) != format!("{:?}", new.plugins)
+    let (o, n) = (&old.server, &new.server);
+    if o.admin_token != n.admin_token {
+        out.push("server.admin_token".into());
+    }
+    if o.ingest_token != n.ingest_token {
+        out.push("server.ingest_token".into());
+    }
+    if (o.max_body_bytes, o.max_pending_events, o.retention)
+        != (n.max_body_bytes, n.max_pending_events, n.retention)
     {
-        out.push("server/plugin settings".into());
+        out.push("server settings".into());
+    }
+    if old.plugins != new.plugins {
+        out.push("plugin limits".into());
+    }
+    if (&old.delivery, &old.allow_targets) != (&new.delivery, &new.allow_targets) {
+        out.push("delivery defaults".into());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize;
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(std::path::Path::new("/x/config.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn a_secret_or_token_edit_alone_is_a_change_and_is_named_without_its_value() {
+        let hook = |secret: &str| {
+            format!("[[webhooks]]\nid = \"a\"\nurl = \"https://e.com\"\nsecrets = [\"{secret}\"]\n")
+        };
+        let a = parse(&hook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+        let b = parse(&hook("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+        assert_eq!(summarize(&a, &b), ["changed a (secrets)"]);
+        assert!(summarize(&a, &a).is_empty());
+        let t1 = parse("[server]\nadmin_token = \"one-token\"\n");
+        let t2 = parse("[server]\nadmin_token = \"two-token\"\n");
+        let changes = summarize(&t1, &t2);
+        assert_eq!(changes, ["server.admin_token"]);
+        assert!(!changes.join(" ").contains("token\""));
+    }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +22,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::admin;
-use crate::config::{Config, Token};
+use crate::app::App;
+use crate::auth::Tokens;
+use crate::config::Config;
 use crate::deliver::{Deliverer, Shared};
 use crate::error::ApiError;
 use crate::event::{Clock, SystemClock};
@@ -33,21 +35,6 @@ use crate::store::{SqliteStore, Store};
 
 /// How long shutdown waits for attempts on the wire.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(25);
-
-/// State shared by every HTTP handler.
-pub struct App {
-    pub config: Arc<ArcSwap<Config>>,
-    pub store: Arc<dyn Store>,
-    pub deliverer: Arc<Deliverer>,
-    pub plugins: Arc<Plugins>,
-    pub metrics: Arc<Metrics>,
-    /// Cancelled when shutdown begins: ingest answers 503 from then on.
-    pub shutting_down: CancellationToken,
-    pub reload_status: crate::reload::ReloadStatus,
-    pub clock: Arc<dyn Clock>,
-    /// Events inside ingest and not yet committed (see [`ingest::Admission`]).
-    pub pending_events: ingest::Admission,
-}
 
 /// Runs weir on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -83,12 +70,17 @@ pub async fn run_with_clock(
             Some(e) => warn!(plugin = %change.name, error = %e, "plugin failed to load"),
         }
     }
+    let table = crate::catalog::load(&config, store.as_ref())
+        .await
+        .context("loading the webhooks")?;
+    let tokens = Tokens::load(store.tokens().await.context("loading the API tokens")?);
+    let hooks = Arc::new(ArcSwap::from_pointee(table));
     let config = Arc::new(ArcSwap::from_pointee(config));
     let tracker = TaskTracker::new();
     let stop_workers = CancellationToken::new();
     let shared = Arc::new(Shared {
         store: store.clone(),
-        config: config.clone(),
+        hooks: hooks.clone(),
         plugins: plugins.clone(),
         clients: Default::default(),
         disabled: Default::default(),
@@ -103,6 +95,9 @@ pub async fn run_with_clock(
     deliverer.start().await.context("starting the deliverer")?;
     let app = Arc::new(App {
         config: config.clone(),
+        hooks,
+        hooks_write: Default::default(),
+        tokens,
         store: store.clone(),
         deliverer: deliverer.clone(),
         plugins: plugins.clone(),
@@ -138,25 +133,46 @@ pub async fn run_with_clock(
 }
 
 pub fn routes(app: Arc<App>) -> Router {
-    let admin_routes = Router::new()
-        .route("/v1/webhooks", get(admin::list_webhooks))
-        .route("/v1/webhooks/{id}", get(admin::get_webhook))
-        .route("/v1/webhooks/{id}/test", post(admin::test_webhook))
-        .route("/v1/webhooks/{id}/enable", post(admin::enable_webhook))
-        .route("/v1/deliveries", get(admin::list_deliveries))
-        .route("/v1/deliveries/{id}", get(admin::get_delivery))
-        .route("/v1/deliveries/{id}/replay", post(admin::replay_delivery))
-        .route("/v1/replay", post(admin::bulk_replay))
-        .route("/v1/plugins", get(admin::list_plugins))
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_admin));
+    let api = Router::new()
+        .route(
+            "/v1/webhooks",
+            get(admin::webhooks::list).post(admin::webhooks::create),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            get(admin::webhooks::get)
+                .patch(admin::webhooks::update)
+                .delete(admin::webhooks::delete),
+        )
+        .route(
+            "/v1/webhooks/{id}/secret/rotate",
+            post(admin::webhooks::rotate_secret),
+        )
+        .route("/v1/webhooks/{id}/test", post(admin::webhooks::test))
+        .route("/v1/webhooks/{id}/enable", post(admin::webhooks::enable))
+        .route("/v1/deliveries", get(admin::deliveries::list))
+        .route("/v1/deliveries/{id}", get(admin::deliveries::get))
+        .route(
+            "/v1/deliveries/{id}/replay",
+            post(admin::deliveries::replay),
+        )
+        .route("/v1/replay", post(admin::deliveries::bulk_replay))
+        .route("/v1/plugins", get(admin::plugins::list))
+        .route(
+            "/v1/tokens",
+            get(admin::tokens::list).post(admin::tokens::create),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(admin::tokens::revoke),
+        )
+        .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
     Router::new()
         .route("/v1/events", post(ingest::post_events))
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(crate::api::openapi::health))
         .route("/metrics", get(metrics))
-        .merge(admin_routes)
+        .route("/v1/openapi.json", get(crate::api::openapi::serve))
+        .merge(api)
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -180,11 +196,9 @@ pub fn routes(app: Arc<App>) -> Router {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     if let Ok(depths) = app.store.queue_depths().await {
         app.metrics.queue_depth.reset();
-        for hook in &app.config.load().webhooks {
-            let n = depths
-                .iter()
-                .find(|(id, _)| id == &hook.id)
-                .map_or(0, |(_, n)| *n);
+        let depth: std::collections::HashMap<String, u64> = depths.into_iter().collect();
+        for hook in app.hooks.load().all() {
+            let n = depth.get(&hook.id).copied().unwrap_or(0);
             app.metrics
                 .queue_depth
                 .with_label_values(&[hook.id.as_str()])
@@ -201,21 +215,16 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-async fn require_admin(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let token = app.config.load().server.admin_token.clone();
-    match token {
-        Some(t) if !bearer_ok(req.headers(), &t) => ApiError::unauthorized().into_response(),
-        _ => next.run(req).await,
+/// Resolves the caller once per request; handlers take it as an extension
+/// and check the scope they need.
+async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    match app.principal(req.headers()) {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
     }
-}
-
-/// Whether `headers` carry `Authorization: Bearer <token>` (constant time).
-pub fn bearer_ok(headers: &HeaderMap, token: &Token) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|presented| token.matches(presented.trim()))
 }
 
 /// Purges old delivered/filtered deliveries in small batches.

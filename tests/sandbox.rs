@@ -376,7 +376,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 async fn cli_plugin_run_and_check() {
     let weir_bin = env!("CARGO_BIN_EXE_weir");
     let event =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/record.create.json");
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/events/record.create.json");
     let run = |args: &[&str]| {
         std::process::Command::new(weir_bin)
             .args(args)

@@ -37,7 +37,7 @@ fuzz_target!(|out: Output| {
     let Ok(rendered) = check_output(out.body, out.headers) else {
         return;
     };
-    let headers = build_headers(&HOOK, &out.event_id, &rendered, 1_763_900_000);
+    let headers = build_headers(&HOOK, &out.event_id, &rendered, 1_763_900_000, 0);
     assert_eq!(headers.get_all("webhook-signature").iter().count(), 1);
     assert_eq!(headers.get_all("webhook-timestamp").iter().count(), 1);
     assert_eq!(headers.get_all("webhook-id").iter().count(), 1);

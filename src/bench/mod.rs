@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "plugins")]
     pub plugins_dir: PathBuf,
     /// The sample event (record.create).
-    #[arg(long, default_value = "../shared/fixtures/record.create.json")]
+    #[arg(long, default_value = "examples/events/record.create.json")]
     pub event: PathBuf,
     /// Extra plugin files (e.g. componentize-py/js builds) to time per call.
     #[arg(long)]
@@ -60,7 +60,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub backlog: usize,
     /// Only these scenarios (comma separated:
-    /// plugin,e2e,fanout,latency,hostile,idle,overload,backlog).
+    /// plugin,e2e,fanout,routing,latency,hostile,idle,overload,backlog).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -101,6 +101,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("fanout") {
         throughput::fan_out(&args, &template).await?;
+    }
+    if wants("routing") {
+        throughput::routing(&args, &template).await?;
     }
     if wants("latency") {
         latency::latency(&args, &template).await?;

@@ -170,3 +170,62 @@ pub(super) async fn fan_out(args: &BenchArgs, template: &serde_json::Value) -> a
     );
     Ok(())
 }
+
+/// Routing with many webhooks: 1,000 owners with 10 webhooks each, every
+/// event matching its owner's 10, against the same 10 webhooks alone (one
+/// owner) in the same run. The ratio is what the other 9,990 cost.
+pub(super) async fn routing(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+    const OWNERS: usize = 1_000;
+    const PER_OWNER: usize = 10;
+    let events = (args.events / 4).max(1_000);
+    let mut rates = Vec::new();
+    for owners in [1, OWNERS] {
+        let sink = Sink::default();
+        let url = sink.start().await?;
+        let config: String = (0..owners)
+            .flat_map(|o| (0..PER_OWNER).map(move |j| (o, j)))
+            .map(|(o, j)| {
+                format!(
+                    "[[webhooks]]\nid = \"o{o}-{j}\"\nurl = \"{url}\"\nowners = [\"o{o}\"]\nmax_in_flight = 4\n\n"
+                )
+            })
+            .collect();
+        let weir = Running::start(&config, &args.plugins_dir).await?;
+        let mut bodies = event_bodies(template, events, "r");
+        for (i, e) in bodies.iter_mut().enumerate() {
+            e["owner_id"] = serde_json::json!(format!("o{}", i % owners));
+        }
+        let batches: Vec<String> = bodies
+            .chunks(args.batch)
+            .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
+            .collect();
+        let started = Instant::now();
+        blast(
+            &format!("{}/v1/events", weir.url),
+            Arc::new(batches),
+            args.concurrency,
+        )
+        .await?;
+        sink.wait_for(events * PER_OWNER, Duration::from_secs(600))
+            .await?;
+        let total = started.elapsed();
+        weir.stop().await?;
+        rates.push(events as f64 / total.as_secs_f64());
+    }
+    row(
+        &format!("routing: {PER_OWNER} webhooks, all matching ({events} events)"),
+        format!("{:.0} ev/s", rates[0]),
+        String::new(),
+        None,
+    );
+    row(
+        &format!(
+            "routing: {} webhooks, {OWNERS} owners, {PER_OWNER} matching",
+            OWNERS * PER_OWNER
+        ),
+        format!("{:.0} ev/s", rates[1]),
+        format!("{:.0} ev/s", rates[0]),
+        Some(rates[1] / rates[0]),
+    );
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! What each CLI command does. `serve`, `check` and `plugin run` work on local
 //! files; `send`, `deliveries` and `replay` talk to a running weir over HTTP.
 
+mod manage;
 mod remote;
 
 use std::path::Path;
@@ -59,6 +60,8 @@ pub async fn run(command: Command) -> Result<(), Failure> {
             json,
             remote,
         } => remote::deliveries(webhook, status, event, limit, json, &remote).await,
+        Command::Webhooks { command } => manage::webhooks(command).await,
+        Command::Token { command } => manage::token(command).await,
         Command::Replay {
             delivery,
             webhook,

@@ -5,7 +5,9 @@
 //! report them all at once and a live reload can keep the old config on error.
 //! Relative paths are resolved against the directory holding the config file.
 
+mod lines;
 mod raw;
+pub mod webhook;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -18,21 +20,30 @@ use std::time::Duration;
 use base64::Engine as _;
 use ipnet::IpNet;
 use reqwest::header::{HeaderName, HeaderValue};
+use serde_json::{Map, Value};
 
+use crate::event::Millis;
 use crate::router::glob::Glob;
-use raw::{RawConfig, RawDelivery, RawWebhook, Spanned};
+use lines::{Lines, line_of};
+use raw::RawConfig;
+pub use webhook::{DeliveryDefaults, Origin, PluginSpec, Problem, WebhookSpec};
 
 /// Everything weir runs on, resolved and validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where the config was read from; reloads re-read this file.
     pub path: PathBuf,
     pub server: ServerConfig,
     pub plugins: PluginLimits,
+    /// `[delivery]`: what webhooks (API ones too) leave out.
+    pub delivery: DeliveryDefaults,
+    /// `[delivery] allow_targets`, parsed.
+    pub allow_targets: Vec<IpNet>,
+    /// The `[[webhooks]]` tables; API webhooks live in the store.
     pub webhooks: Vec<Arc<Webhook>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -59,10 +70,12 @@ impl PluginLimits {
     };
 }
 
-/// One `[[webhooks]]` entry with every `[delivery]` default folded in.
-#[derive(Debug, Clone)]
+/// A validated webhook with every `[delivery]` default folded in, from a
+/// `[[webhooks]]` table or the management API.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
     pub id: String,
+    pub source: Source,
     pub url: reqwest::Url,
     pub events: Vec<Glob>,
     /// `None` = every owner (and events without one).
@@ -74,9 +87,41 @@ pub struct Webhook {
     pub ordering: Ordering,
     pub policy: DeliveryPolicy,
     pub plugins: Vec<PluginRef>,
+    pub description: String,
+    pub metadata: Map<String, Value>,
+    /// When an API webhook was created and last changed.
+    pub created_at: Option<Millis>,
+    pub updated_at: Option<Millis>,
+}
+
+/// Where a webhook was declared: config ones can only change in the file.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Config,
+    Api,
 }
 
 impl Webhook {
+    /// The one owner this webhook belongs to (`owners` is exactly that
+    /// owner), which is what an owner-scoped token may see.
+    pub fn tenant(&self) -> Option<&str> {
+        match self.owners.as_deref() {
+            Some([one]) => Some(one),
+            _ => None,
+        }
+    }
+
+    /// The secrets that sign at `now`: a rotated-out one stops at its expiry.
+    pub fn signing_secrets(&self, now: Millis) -> Vec<&Secret> {
+        self.secrets
+            .iter()
+            .filter(|s| s.expires_at.is_none_or(|t| t > now))
+            .collect()
+    }
+
     /// Whether this webhook wants an event of `event_type` owned by `owner`.
     pub fn wants(&self, event_type: &str, owner: Option<&str>) -> bool {
         let owner_ok = match (&self.owners, owner) {
@@ -88,7 +133,10 @@ impl Webhook {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Ordering {
     Unordered,
     Fifo,
@@ -119,7 +167,9 @@ pub struct PluginRef {
 }
 
 /// What a plugin failure (err, trap, deadline, memory, not loadable) does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Keep the delivery `held` for a replay once the plugin is fixed.
@@ -132,7 +182,11 @@ pub enum OnError {
 
 /// A signing key (`whsec_<base64>`), decoded. Never printed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+pub struct Secret {
+    key: Vec<u8>,
+    /// When a rotated-out secret stops signing; `None` = while configured.
+    pub expires_at: Option<Millis>,
+}
 
 impl Secret {
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -145,11 +199,23 @@ impl Secret {
         if key.len() < 16 {
             return Err("a secret must decode to at least 16 bytes".into());
         }
-        Ok(Secret(key))
+        Ok(Secret {
+            key,
+            expires_at: None,
+        })
+    }
+
+    /// A new random secret, as its `whsec_` text.
+    pub fn generate() -> String {
+        let bytes: [u8; 24] = rand::random();
+        format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        )
     }
 
     pub fn key(&self) -> &[u8] {
-        &self.0
+        &self.key
     }
 }
 
@@ -159,12 +225,13 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A bearer token, compared in constant time and never printed.
-#[derive(Clone)]
+/// A bearer token, compared in constant time and never printed. Two tokens
+/// are equal when their values are, so a reload sees a token-only edit.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
 
 impl Token {
-    fn new(s: String) -> Option<Self> {
+    pub fn new(s: String) -> Option<Self> {
         (!s.is_empty()).then_some(Token(s))
     }
 
@@ -214,7 +281,7 @@ impl Config {
         })?;
         let mut v = Validator {
             file: &file,
-            text,
+            lines: Lines::new(text),
             problems: Vec::new(),
         };
         let base = path.parent().unwrap_or(Path::new("."));
@@ -236,6 +303,24 @@ impl Config {
     pub fn plugin_path(&self, name: &str) -> PathBuf {
         self.server.plugins_dir.join(format!("{name}.wasm"))
     }
+
+    /// Validates a webhook declared through the API against this config's
+    /// defaults: the same function `[[webhooks]]` tables go through.
+    pub fn validate_api_webhook(
+        &self,
+        spec: &WebhookSpec,
+        check_plugins: bool,
+    ) -> Result<Webhook, Vec<Problem>> {
+        webhook::validate(
+            spec,
+            &webhook::Context {
+                defaults: &self.delivery,
+                allow: &self.allow_targets,
+                plugins_dir: &self.server.plugins_dir,
+                origin: Origin::Api { check_plugins },
+            },
+        )
+    }
 }
 
 fn describe_toml_error(file: &str, text: &str, e: &toml::de::Error) -> String {
@@ -246,42 +331,33 @@ fn describe_toml_error(file: &str, text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
 struct Validator<'a> {
     file: &'a str,
-    text: &'a str,
+    lines: Lines<'a>,
     problems: Vec<String>,
 }
 
 impl Validator<'_> {
-    fn problem<T>(&mut self, at: &Spanned<T>, key: &str, msg: impl fmt::Display) {
-        let line = line_of(self.text, at.span().start);
+    fn problem(&mut self, key: &str, msg: impl fmt::Display) {
+        let line = self.lines.of(key);
         self.problems
             .push(format!("{}:{line}: {key}: {msg}", self.file));
     }
 
     fn config(&mut self, path: &Path, base: &Path, raw: RawConfig) -> Config {
         let s = raw.server;
-        let listen = match s.listen.get_ref().parse() {
+        let listen = match s.listen.parse() {
             Ok(a) => a,
             Err(e) => {
-                self.problem(
-                    &s.listen,
-                    "server.listen",
-                    format!("not an address:port ({e})"),
-                );
+                self.problem("server.listen", format!("not an address:port ({e})"));
                 SocketAddr::from(([127, 0, 0, 1], 8700))
             }
         };
         let env_token = |var: &str, from_file: String| {
             Token::new(from_file).or_else(|| std::env::var(var).ok().and_then(Token::new))
         };
-        if *s.max_pending_events.get_ref() < crate::ingest::envelope::MAX_BATCH {
+        if s.max_pending_events < crate::ingest::envelope::MAX_BATCH {
             self.problem(
-                &s.max_pending_events,
                 "server.max_pending_events",
                 format!(
                     "must be at least {} so a full batch fits",
@@ -294,7 +370,7 @@ impl Validator<'_> {
             data_dir: base.join(s.data_dir),
             plugins_dir: base.join(s.plugins_dir),
             max_body_bytes: s.max_body_bytes,
-            max_pending_events: s.max_pending_events.into_inner(),
+            max_pending_events: s.max_pending_events,
             ingest_token: env_token("WEIR_INGEST_TOKEN", s.ingest_token),
             admin_token: env_token("WEIR_ADMIN_TOKEN", s.admin_token),
             retention: Duration::from_secs(u64::from(s.retention_days) * 86_400),
@@ -303,207 +379,56 @@ impl Validator<'_> {
             timeout: Duration::from_millis(raw.plugins.timeout_ms.max(1)),
             memory_bytes: raw.plugins.memory_mb.max(1) << 20,
         };
-        let defaults = raw.delivery;
+        let delivery = raw.delivery;
+        let allow_targets =
+            match webhook::parse_cidrs(delivery.allow_targets.as_deref().unwrap_or_default()) {
+                Ok(list) => list,
+                Err(bad) => {
+                    self.problem(
+                        "delivery.allow_targets",
+                        format!("{bad:?} is not a CIDR like \"10.0.0.0/8\""),
+                    );
+                    Vec::new()
+                }
+            };
+        if let Some(r) = &delivery.success_status
+            && (r.len() != 2 || r[0] > r[1] || r[0] < 100 || r[1] > 599)
+        {
+            self.problem(
+                "delivery.success_status",
+                "must be [low, high] with 100 <= low <= high <= 599",
+            );
+        }
         let mut seen = HashSet::new();
         let mut webhooks = Vec::new();
-        for (i, hook) in raw.webhooks.into_iter().enumerate() {
+        for (i, spec) in raw.webhooks.iter().enumerate() {
             let key = format!("webhooks[{i}]");
-            if !seen.insert(hook.id.get_ref().clone()) {
-                self.problem(
-                    &hook.id,
-                    &format!("{key}.id"),
-                    format!("duplicate webhook id {:?}", hook.id.get_ref()),
-                );
+            let id = spec.id.clone().unwrap_or_default();
+            if !seen.insert(id.clone()) {
+                self.problem(&format!("{key}.id"), format!("duplicate webhook id {id:?}"));
             }
-            if let Some(w) = self.webhook(&key, &defaults, &server.plugins_dir, hook) {
-                webhooks.push(Arc::new(w));
+            let cx = webhook::Context {
+                defaults: &delivery,
+                allow: &allow_targets,
+                plugins_dir: &server.plugins_dir,
+                origin: Origin::Config,
+            };
+            match webhook::validate(spec, &cx) {
+                Ok(w) => webhooks.push(Arc::new(w)),
+                Err(problems) => {
+                    for p in problems {
+                        self.problem(&format!("{key}.{}", p.key), p.message);
+                    }
+                }
             }
         }
         Config {
             path: path.to_path_buf(),
             server,
             plugins,
+            delivery,
+            allow_targets,
             webhooks,
-        }
-    }
-
-    fn webhook(
-        &mut self,
-        key: &str,
-        defaults: &RawDelivery,
-        plugins_dir: &Path,
-        raw: RawWebhook,
-    ) -> Option<Webhook> {
-        let id = raw.id.get_ref().clone();
-        let valid_id = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
-        if !valid_id {
-            self.problem(
-                &raw.id,
-                &format!("{key}.id"),
-                "must be 1..=64 chars of [a-z0-9_-]",
-            );
-        }
-        let url = match reqwest::Url::parse(raw.url.get_ref()) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-            Ok(_) => {
-                self.problem(
-                    &raw.url,
-                    &format!("{key}.url"),
-                    "must be an http:// or https:// URL with a host",
-                );
-                None
-            }
-            Err(e) => {
-                self.problem(
-                    &raw.url,
-                    &format!("{key}.url"),
-                    format!("invalid URL {:?}: {e}", raw.url.get_ref()),
-                );
-                None
-            }
-        };
-        let mut events = Vec::new();
-        for pattern in raw.events.get_ref() {
-            match Glob::new(pattern) {
-                Ok(g) => events.push(g),
-                Err(e) => self.problem(&raw.events, &format!("{key}.events"), e),
-            }
-        }
-        let mut secrets = Vec::new();
-        for s in raw.secrets.get_ref() {
-            match Secret::parse(s) {
-                Ok(s) => secrets.push(s),
-                // The message never repeats the secret itself.
-                Err(e) => self.problem(&raw.secrets, &format!("{key}.secrets"), e),
-            }
-        }
-        let mut headers = Vec::new();
-        for (name, value) in raw.headers.get_ref() {
-            match (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
-                (Ok(n), Ok(v)) => headers.push((n, v)),
-                _ => self.problem(
-                    &raw.headers,
-                    &format!("{key}.headers"),
-                    format!("{name:?} is not a valid header name and value"),
-                ),
-            }
-        }
-        let policy = self.policy(key, defaults, &raw.overrides());
-        let mut plugins = Vec::new();
-        for (j, p) in raw.plugins.into_iter().enumerate() {
-            let pkey = format!("{key}.plugins[{j}]");
-            let name = p.name.get_ref();
-            if !plugin_name_ok(name) {
-                self.problem(
-                    &p.name,
-                    &format!("{pkey}.name"),
-                    "must be 1..=64 chars of [A-Za-z0-9_-]",
-                );
-            } else if !plugins_dir.join(format!("{name}.wasm")).is_file() {
-                self.problem(
-                    &p.name,
-                    &format!("{pkey}.name"),
-                    format!(
-                        "plugin {name:?} not found: no {}",
-                        plugins_dir.join(format!("{name}.wasm")).display()
-                    ),
-                );
-            }
-            plugins.push(PluginRef {
-                name: name.clone(),
-                on_error: p.on_error,
-                config_json: serde_json::to_string(&p.config)
-                    .expect("TOML values are JSON-representable"),
-            });
-        }
-        let ordering = match raw.ordering.get_ref().as_str() {
-            "fifo" => Ordering::Fifo,
-            "unordered" => Ordering::Unordered,
-            _ => {
-                self.problem(
-                    &raw.ordering,
-                    &format!("{key}.ordering"),
-                    "must be \"unordered\" or \"fifo\"",
-                );
-                Ordering::Unordered
-            }
-        };
-        Some(Webhook {
-            id,
-            url: url?,
-            events,
-            owners: raw.owners,
-            active: raw.active,
-            secrets,
-            headers,
-            ordering,
-            policy,
-            plugins,
-        })
-    }
-
-    fn policy(&mut self, key: &str, d: &RawDelivery, o: &RawDelivery) -> DeliveryPolicy {
-        let success = o.success_status.as_ref().or(d.success_status.as_ref());
-        let success = match success {
-            Some(s) => {
-                let r = s.get_ref();
-                if r.len() != 2 || r[0] > r[1] || r[0] < 100 || r[1] > 599 {
-                    self.problem(
-                        s,
-                        &format!("{key}.success_status"),
-                        "must be [low, high] with 100 <= low <= high <= 599",
-                    );
-                    200..=207
-                } else {
-                    r[0]..=r[1]
-                }
-            }
-            None => 200..=207,
-        };
-        let mut allow = Vec::new();
-        if let Some(list) = o.allow_targets.as_ref().or(d.allow_targets.as_ref()) {
-            for cidr in list.get_ref() {
-                match cidr
-                    .parse::<IpNet>()
-                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
-                {
-                    Ok(n) => allow.push(n),
-                    Err(_) => self.problem(
-                        list,
-                        &format!("{key}.allow_targets"),
-                        format!("{cidr:?} is not a CIDR like \"10.0.0.0/8\""),
-                    ),
-                }
-            }
-        }
-        let delays = o
-            .retry_delays_secs
-            .as_ref()
-            .or(d.retry_delays_secs.as_ref());
-        let retry_delays = delays
-            .map(|v| v.iter().map(|s| Duration::from_secs(*s)).collect())
-            .unwrap_or_default();
-        DeliveryPolicy {
-            timeout: Duration::from_secs(o.timeout_secs.or(d.timeout_secs).unwrap_or(20).max(1)),
-            max_retries: o.max_retries.or(d.max_retries).unwrap_or(25),
-            success,
-            retry_delays,
-            max_in_flight: o.max_in_flight.or(d.max_in_flight).unwrap_or(32).max(1),
-            allow_targets: allow,
-            disable_after: Duration::from_secs(
-                o.disable_after_hours
-                    .or(d.disable_after_hours)
-                    .unwrap_or(120)
-                    * 3600,
-            ),
-            rate_limit_per_sec: o.rate_limit_per_sec.or(d.rate_limit_per_sec).unwrap_or(0),
         }
     }
 }

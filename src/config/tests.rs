@@ -98,7 +98,7 @@ ordering = "sorted"
         "{all}"
     );
     assert!(
-        all.contains("config.toml:8: webhooks[1].url: invalid URL"),
+        all.contains("config.toml:8: webhooks[1].url: not a valid URL"),
         "{all}"
     );
     assert!(all.contains("config.toml:9: webhooks[1].events"), "{all}");

@@ -73,7 +73,7 @@ pub async fn send(
     at: Millis,
 ) -> Outcome {
     let started = Instant::now();
-    let result = try_send(client, hook, event_id, rendered, now_millis() / 1000).await;
+    let result = try_send(client, hook, event_id, rendered, at).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok((status, headers, response)) => Outcome {
@@ -104,7 +104,7 @@ async fn try_send(
     hook: &Webhook,
     event_id: &str,
     rendered: &Rendered,
-    timestamp: i64,
+    at: Millis,
 ) -> Result<(u16, HeaderMap, String), String> {
     if let Some(host) = hook.url.host() {
         let literal = match host {
@@ -116,7 +116,7 @@ async fn try_send(
             ssrf::check(addr, &hook.policy.allow_targets).map_err(|e| e.to_string())?;
         }
     }
-    let headers = build_headers(hook, event_id, rendered, timestamp);
+    let headers = build_headers(hook, event_id, rendered, now_millis() / 1000, at);
     let mut response = client
         .post(hook.url.clone())
         .headers(headers)
@@ -145,12 +145,14 @@ async fn try_send(
 
 /// The headers of an attempt: defaults, the webhook's static headers, the
 /// plugin's headers, then the Standard Webhooks headers, which nothing else
-/// may set.
+/// may set. `timestamp` (wall clock, seconds) is what is signed; `at` (server
+/// clock) decides which secrets still sign.
 pub fn build_headers(
     hook: &Webhook,
     event_id: &str,
     rendered: &Rendered,
     timestamp: i64,
+    at: Millis,
 ) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -181,7 +183,8 @@ pub fn build_headers(
         HeaderValue::try_from(event_id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     h.insert("webhook-id", id);
     h.insert("webhook-timestamp", HeaderValue::from(timestamp));
-    if let Some(sig) = signature(&hook.secrets, event_id, timestamp, rendered.body.as_bytes()) {
+    let secrets = hook.signing_secrets(at);
+    if let Some(sig) = signature(secrets, event_id, timestamp, rendered.body.as_bytes()) {
         h.insert(
             "webhook-signature",
             HeaderValue::try_from(sig).expect("base64 is a valid header"),

@@ -20,15 +20,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::config::Config;
 use crate::plugin::Plugins;
+use crate::router::Table;
 use crate::store::Store;
 
 /// What every worker and attempt needs.
 pub struct Shared {
     pub store: Arc<dyn Store>,
-    /// The live config; swapped whole on reload.
-    pub config: Arc<ArcSwap<Config>>,
+    /// Every webhook; swapped whole when the config or the API changes one.
+    pub hooks: Arc<ArcSwap<Table>>,
     pub plugins: Arc<Plugins>,
     pub clients: http::Clients,
     /// Webhooks disabled (410, continuous failure) with the reason. Their
@@ -75,8 +75,8 @@ impl Deliverer {
 
     /// Loads persisted webhook health and starts a worker per webhook.
     pub async fn start(&self) -> Result<(), crate::store::StoreError> {
-        let config = self.shared.config.load_full();
-        for hook in &config.webhooks {
+        let table = self.shared.hooks.load_full();
+        for hook in table.all() {
             let health = self.shared.store.health(&hook.id).await?;
             if let Some(reason) = health.disabled_reason {
                 self.shared
@@ -86,7 +86,7 @@ impl Deliverer {
                     .insert(hook.id.clone(), reason);
             }
         }
-        self.reconcile(None, &config).await;
+        self.reconcile(None, &table).await;
         Ok(())
     }
 
@@ -97,18 +97,18 @@ impl Deliverer {
         }
     }
 
-    /// Brings workers in line with `new` after a config swap: starts workers
+    /// Brings workers in line with `new` after a table swap: starts workers
     /// for added webhooks, stops removed ones, cancels the live deliveries of
     /// webhooks that are (now) inactive, and wakes the rest so they pick up
     /// changed settings.
-    pub async fn reconcile(&self, old: Option<&Config>, new: &Config) {
-        for hook in &new.webhooks {
-            let was_active = old.and_then(|o| o.webhook(&hook.id)).map(|h| h.active);
+    pub async fn reconcile(&self, old: Option<&Table>, new: &Table) {
+        for hook in new.all() {
+            let was_active = old.and_then(|o| o.get(&hook.id)).map(|h| h.active);
             if !hook.active && was_active != Some(false) {
                 match self
                     .shared
                     .store
-                    .cancel_live(&hook.id, self.shared.clock.now())
+                    .cancel_live(&hook.id, "webhook deactivated", self.shared.clock.now())
                     .await
                 {
                     Ok(n) if n > 0 => {
@@ -123,15 +123,19 @@ impl Deliverer {
         }
         let mut workers = self.workers.lock().expect("workers");
         workers.retain(|id, w| {
-            let keep = new.webhook(id).is_some();
+            let keep = new.get(id).is_some();
             if !keep {
                 w.stop.cancel();
             }
             keep
         });
-        for hook in &new.webhooks {
+        for hook in new.all() {
             if let Some(w) = workers.get(&hook.id) {
-                w.wake.notify_one();
+                // Only a changed webhook needs its worker to look again.
+                let before = old.and_then(|o| o.get(&hook.id));
+                if before.is_none_or(|b| !Arc::ptr_eq(b, hook) && **b != **hook) {
+                    w.wake.notify_one();
+                }
                 continue;
             }
             let wake = Arc::new(Notify::new());

@@ -9,12 +9,14 @@ use sha2::Sha256;
 use crate::config::Secret;
 
 /// The `webhook-signature` header value for `body`, or `None` without secrets.
-pub fn signature(secrets: &[Secret], msg_id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
-    if secrets.is_empty() {
-        return None;
-    }
+pub fn signature<'a>(
+    secrets: impl IntoIterator<Item = &'a Secret>,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Option<String> {
     let sigs: Vec<String> = secrets
-        .iter()
+        .into_iter()
         .map(|s| {
             let mut mac =
                 Hmac::<Sha256>::new_from_slice(s.key()).expect("HMAC takes any key length");
@@ -26,7 +28,7 @@ pub fn signature(secrets: &[Secret], msg_id: &str, timestamp: i64, body: &[u8]) 
             format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
         })
         .collect();
-    Some(sigs.join(" "))
+    (!sigs.is_empty()).then(|| sigs.join(" "))
 }
 
 #[cfg(test)]

@@ -168,8 +168,7 @@ impl Worker {
 
     /// The webhook's current config, if it is configured, active and enabled.
     fn runnable(&self) -> Option<Arc<Webhook>> {
-        let config = self.shared.config.load();
-        let hook = config.webhook(&self.id)?.clone();
+        let hook = self.shared.hooks.load().get(&self.id)?.clone();
         let disabled = self
             .shared
             .disabled

@@ -10,12 +10,11 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::json;
 
+use crate::app::App;
 use crate::error::ApiError;
-use crate::router::matching_webhooks;
-use crate::server::{App, bearer_ok};
 use crate::store::{Ingested, NewEvent};
+use crate::token::Scope;
 
 /// How long a repeated `(owner_id, id)` is recognised as a retry.
 pub const DEDUP_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -83,11 +82,18 @@ fn overloaded(limit: usize) -> ApiError {
     }
 }
 
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = crate::api::EventsIn,
+    responses((status = 202, body = crate::api::Accepted),
+        (status = 400, body = crate::api::ErrorBody), (status = 401, body = crate::api::ErrorBody),
+        (status = 403, body = crate::api::ErrorBody), (status = 413, body = crate::api::ErrorBody),
+        (status = 415, body = crate::api::ErrorBody), (status = 429, body = crate::api::ErrorBody),
+        (status = 503, body = crate::api::ErrorBody)),
+    security((), ("bearer" = [])))]
 pub async fn post_events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<crate::api::Accepted>), ApiError> {
     let m = &app.metrics;
     let reject = |reason: &str| m.events_rejected.with_label_values(&[reason]).inc();
     if app.shutting_down.is_cancelled() {
@@ -98,12 +104,10 @@ pub async fn post_events(
         ));
     }
     let config = app.config.load_full();
-    if let Some(token) = &config.server.ingest_token
-        && !bearer_ok(&headers, token)
-    {
-        reject("unauthorized");
-        return Err(ApiError::unauthorized());
-    }
+    let principal = app
+        .principal(&headers)
+        .and_then(|p| p.require(Scope::EventsWrite).map(|()| p))
+        .inspect_err(|_| reject("unauthorized"))?;
     let max_pending = config.server.max_pending_events;
     if app.pending_events.is_full(max_pending) {
         reject("overloaded");
@@ -122,10 +126,13 @@ pub async fn post_events(
         )
     })?;
     let now = app.clock.now();
-    let events = envelope::parse_body(&bytes, now).map_err(|e| {
+    let mut events = envelope::parse_body(&bytes, now).map_err(|e| {
         reject("invalid");
         ApiError::bad_request("invalid_event", e.to_string())
     })?;
+    if let Some(owner) = &principal.owner {
+        own_events(&mut events, owner).inspect_err(|_| reject("forbidden_owner"))?;
+    }
     // Held until the answer: the events count as pending until committed.
     let Some(_admitted) = app.pending_events.admit(events.len(), max_pending) else {
         reject("overloaded");
@@ -133,10 +140,11 @@ pub async fn post_events(
     };
     m.events_received.inc_by(events.len() as u64);
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let table = app.hooks.load();
     let batch = events
         .into_iter()
         .map(|event| NewEvent {
-            webhooks: matching_webhooks(&config, &event),
+            webhooks: table.matching(&event),
             event,
         })
         .collect();
@@ -151,16 +159,35 @@ pub async fn post_events(
         match outcome {
             Ingested::Stored(deliveries) => {
                 m.events_accepted.inc();
-                for (hook, _) in deliveries {
-                    if woken.insert(hook.as_str()) {
-                        app.deliverer.notify(hook);
+                for d in deliveries {
+                    if woken.insert(d.webhook.as_str()) {
+                        app.deliverer.notify(&d.webhook);
                     }
                 }
             }
             Ingested::Duplicate => m.events_duplicate.inc(),
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "ids": ids }))))
+    Ok((StatusCode::ACCEPTED, Json(crate::api::Accepted { ids })))
+}
+
+/// An owner-scoped token posts only its owner's events: a missing `owner_id`
+/// becomes the owner, another owner's refuses the whole request.
+fn own_events(events: &mut [crate::event::Event], owner: &str) -> Result<(), ApiError> {
+    for (i, e) in events.iter_mut().enumerate() {
+        match &e.owner_id {
+            None => e.owner_id = Some(owner.to_owned()),
+            Some(o) if o == owner => {}
+            Some(_) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden_owner",
+                    format!("event {i}: owner_id is not this token's owner; nothing was stored"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

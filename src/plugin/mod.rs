@@ -56,7 +56,7 @@ pub enum PluginError {
 }
 
 /// A plugin as `GET /v1/plugins` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct PluginStatus {
     pub name: String,
     pub sha256: Option<String>,
@@ -65,7 +65,7 @@ pub struct PluginStatus {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginState {
     Ready,

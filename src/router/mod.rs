@@ -5,21 +5,14 @@
 //! deliverer first picks the delivery up, so a slow plugin never slows ingest.
 
 pub mod glob;
+pub mod table;
 
-use crate::config::{Config, OnError, Webhook};
+use crate::config::{OnError, Webhook};
 use crate::event::Event;
 use crate::plugin::{CallContext, Plugins, Verdict};
 use crate::store::{Render, Rendered};
 
-/// The ids of every active webhook whose `events` and `owners` match.
-pub fn matching_webhooks(config: &Config, event: &Event) -> Vec<String> {
-    config
-        .webhooks
-        .iter()
-        .filter(|w| w.active && w.wants(&event.event_type, event.owner_id.as_deref()))
-        .map(|w| w.id.clone())
-        .collect()
-}
+pub use table::Table;
 
 /// Runs `hook`'s plugin chain over `event`: each plugin sees the original
 /// event and the request the previous one produced; the first drop ends it.

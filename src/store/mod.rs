@@ -5,12 +5,16 @@
 //! method returns only once its change is committed to disk, so an `Ok` from
 //! [`Store::ingest`] is the promise behind a `202`.
 
+mod catalog;
+mod migrate;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::config::WebhookSpec;
 use crate::event::{Event, Millis};
+use crate::token::TokenRecord;
 
 pub use sqlite::SqliteStore;
 
@@ -24,11 +28,17 @@ pub enum StoreError {
     Commit(String),
     #[error("cannot open store: {0}")]
     Open(String),
+    #[error("{0}")]
+    Schema(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
 }
 
 /// Where a delivery stands. `Pending` and `Retrying` are the live states the
 /// deliverer works through; the rest are final until a replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
     Pending,
@@ -72,16 +82,31 @@ impl DeliveryState {
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub event: Event,
-    pub webhooks: Vec<String>,
+    pub webhooks: Vec<Target>,
+}
+
+/// A webhook an event goes to, and the owner its delivery belongs to (the
+/// webhook's tenant), so the log stays scoped after the webhook is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub webhook: String,
+    pub tenant: Option<String>,
 }
 
 /// What happened to one event of an ingest call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ingested {
-    /// Stored, with one new delivery per matched webhook: `(webhook, delivery id)`.
-    Stored(Vec<(String, String)>),
+    /// Stored, with one new delivery per matched webhook.
+    Stored(Vec<NewDelivery>),
     /// The same `(owner_id, id)` was accepted inside the dedup window.
     Duplicate,
+}
+
+/// A delivery made at ingest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    pub webhook: String,
+    pub id: String,
 }
 
 /// A request a plugin chain produced (or the default envelope).
@@ -148,6 +173,8 @@ pub struct WebhookHealth {
 pub struct DeliveryRecord {
     pub id: String,
     pub webhook: String,
+    /// The owner of the webhook when the delivery was made.
+    pub tenant: Option<String>,
     pub event_id: String,
     pub event_type: String,
     pub state: DeliveryState,
@@ -161,6 +188,8 @@ pub struct DeliveryRecord {
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub webhook: Option<String>,
+    /// Only deliveries of this owner's webhooks.
+    pub tenant: Option<String>,
     pub state: Option<DeliveryState>,
     pub event_id: Option<String>,
     /// Return deliveries older than this one (its id).
@@ -174,6 +203,37 @@ pub enum ReplayRefused {
     NotFound,
     /// Already pending or retrying: it will be sent anyway.
     AlreadyQueued,
+}
+
+/// A webhook created through the API, as kept in the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWebhook {
+    pub id: String,
+    /// What was asked for, with `secrets` left out (they are kept below).
+    pub spec: WebhookSpec,
+    pub secrets: Vec<StoredSecret>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// Bumped on every change, for compare-and-set updates.
+    pub version: i64,
+}
+
+/// A signing secret and, once rotated out, when it stops signing.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StoredSecret {
+    pub secret: String,
+    pub expires_at: Option<Millis>,
+}
+
+/// Why a webhook write did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookConflict {
+    /// Create: the id is taken.
+    Exists,
+    /// Update/delete: no such webhook.
+    Missing,
+    /// Update: someone else changed it since it was read.
+    Changed,
 }
 
 #[async_trait]
@@ -218,8 +278,13 @@ pub trait Store: Send + Sync + 'static {
         after: AfterAttempt,
     ) -> Result<WebhookHealth, StoreError>;
 
-    /// Cancels every live delivery of `webhook`; returns how many.
-    async fn cancel_live(&self, webhook: &str, now: Millis) -> Result<u64, StoreError>;
+    /// Cancels every live delivery of `webhook` with `reason`; returns how many.
+    async fn cancel_live(
+        &self,
+        webhook: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError>;
 
     async fn health(&self, webhook: &str) -> Result<WebhookHealth, StoreError>;
     async fn set_disabled(&self, webhook: &str, reason: Option<String>) -> Result<(), StoreError>;
@@ -254,4 +319,27 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `batch` delivered/filtered deliveries older than `before`
     /// (and events left without deliveries); returns how many went.
     async fn purge(&self, before: Millis, batch: usize) -> Result<u64, StoreError>;
+
+    /// Every webhook created through the API.
+    async fn api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError>;
+    async fn api_webhook(&self, id: &str) -> Result<Option<StoredWebhook>, StoreError>;
+    /// Creates a webhook (`expected` = `None`) or replaces one whose version
+    /// is still `expected`; the stored version becomes `hook.version`.
+    async fn put_webhook(
+        &self,
+        hook: StoredWebhook,
+        expected: Option<i64>,
+    ) -> Result<Result<(), WebhookConflict>, StoreError>;
+    /// Deletes an API webhook and cancels its live deliveries (kept, with
+    /// the reason) in one transaction; returns how many were canceled.
+    async fn delete_webhook(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> Result<Result<u64, WebhookConflict>, StoreError>;
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    async fn put_token(&self, token: TokenRecord) -> Result<(), StoreError>;
+    /// Marks a token revoked; `None` when there is no such token.
+    async fn revoke_token(&self, id: &str, now: Millis) -> Result<Option<TokenRecord>, StoreError>;
 }

@@ -12,10 +12,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::catalog::{self, corrupt};
 use super::*;
 use crate::event::Millis;
+use crate::token::TokenRecord;
 
-const SCHEMA: &str = include_str!("schema.sql");
 /// Jobs folded into one transaction at most.
 const MAX_GROUP: usize = 1024;
 
@@ -35,7 +36,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
         let path = dir.join("weir.db");
         let conn = open_conn(&path)?;
-        conn.execute_batch(SCHEMA)?;
+        super::migrate::sqlite(&conn)?;
         let (tx, rx) = mpsc::channel::<Job>(4096);
         std::thread::Builder::new()
             .name("weir-store-writer".into())
@@ -183,12 +184,16 @@ const DUE_COLUMNS: &str = "d.seq, d.id, d.webhook_id, d.body, d.headers, d.failu
 fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
     let state: String = row.get("state")?;
     let live = matches!(state.as_str(), "pending" | "retrying");
+    let Some(state) = DeliveryState::parse(&state) else {
+        return Err(corrupt(format!("unknown delivery state {state:?}")));
+    };
     Ok(DeliveryRecord {
         id: row.get("id")?,
         webhook: row.get("webhook_id")?,
+        tenant: row.get("tenant")?,
         event_id: row.get("event_id")?,
         event_type: row.get("type")?,
-        state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Pending),
+        state,
         attempts: row.get("attempts")?,
         next_attempt_at: if live { row.get("next_at")? } else { None },
         reason: row.get("reason")?,
@@ -197,7 +202,8 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> 
     })
 }
 
-const RECORD_COLUMNS: &str = "d.id, d.webhook_id, d.state, d.attempts, d.next_at, d.reason,
+const RECORD_COLUMNS: &str =
+    "d.id, d.webhook_id, d.tenant, d.state, d.attempts, d.next_at, d.reason,
      d.created_at, d.updated_at, e.id AS event_id, e.type";
 
 #[async_trait]
@@ -217,8 +223,8 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut put_delivery = c.prepare_cached(
-                "INSERT INTO deliveries (id, event_seq, webhook_id, state, next_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+                "INSERT INTO deliveries (id, event_seq, webhook_id, tenant, state, next_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
             )?;
             let mut out = Vec::with_capacity(events.len());
             for NewEvent { event: e, webhooks } in events {
@@ -230,10 +236,10 @@ impl Store for SqliteStore {
                 put_event.execute(params![e.id, owner_key, e.owner_id, e.event_type, e.data, e.occurred_at, now])?;
                 let seq = c.last_insert_rowid();
                 let mut made = Vec::with_capacity(webhooks.len());
-                for hook in webhooks {
+                for Target { webhook, tenant } in webhooks {
                     let id = new_delivery_id();
-                    put_delivery.execute(params![id, seq, hook, now])?;
-                    made.push((hook, id));
+                    put_delivery.execute(params![id, seq, webhook, tenant, now])?;
+                    made.push(NewDelivery { webhook, id });
                 }
                 out.push(Ingested::Stored(made));
             }
@@ -406,18 +412,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn cancel_live(&self, webhook: &str, now: Millis) -> Result<u64, StoreError> {
-        let webhook = webhook.to_owned();
-        self.write(move |c| {
-            let n = c
-                .prepare_cached(&format!(
-                    "UPDATE deliveries SET state = 'canceled', reason = 'webhook deactivated', updated_at = ?2
-                     WHERE webhook_id = ?1 AND state IN {LIVE}"
-                ))?
-                .execute(params![webhook, now])?;
-            Ok(n as u64)
-        })
-        .await
+    async fn cancel_live(
+        &self,
+        webhook: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let (webhook, reason) = (webhook.to_owned(), reason.to_owned());
+        self.write(move |c| cancel_live(c, &webhook, &reason, now))
+            .await
     }
 
     async fn health(&self, webhook: &str) -> Result<WebhookHealth, StoreError> {
@@ -464,6 +467,7 @@ impl Store for SqliteStore {
                 "SELECT {RECORD_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq
                  WHERE (?1 IS NULL OR d.webhook_id = ?1) AND (?2 IS NULL OR d.state = ?2)
                    AND (?3 IS NULL OR e.id = ?3) AND (?4 IS NULL OR d.seq < ?4)
+                   AND (?6 IS NULL OR d.tenant = ?6)
                  ORDER BY d.seq DESC LIMIT ?5"
             );
             c.prepare_cached(&sql)?
@@ -473,7 +477,8 @@ impl Store for SqliteStore {
                         f.state.map(DeliveryState::as_str),
                         f.event_id,
                         after_seq,
-                        f.limit as i64
+                        f.limit as i64,
+                        f.tenant
                     ],
                     record_from_row,
                 )?
@@ -582,6 +587,67 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
+        self.read(|c| catalog::webhooks(c, None)).await
+    }
+
+    async fn api_webhook(&self, id: &str) -> Result<Option<StoredWebhook>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| Ok(catalog::webhooks(c, Some(&id))?.pop()))
+            .await
+    }
+
+    async fn put_webhook(
+        &self,
+        hook: StoredWebhook,
+        expected: Option<i64>,
+    ) -> Result<Result<(), WebhookConflict>, StoreError> {
+        self.write(move |c| catalog::put_webhook(c, &hook, expected))
+            .await
+    }
+
+    async fn delete_webhook(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> Result<Result<u64, WebhookConflict>, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let gone = c
+                .prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
+                .execute(params![id])?;
+            if gone == 0 {
+                return Ok(Err(WebhookConflict::Missing));
+            }
+            Ok(Ok(cancel_live(c, &id, "webhook deleted", now)?))
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(catalog::tokens).await
+    }
+
+    async fn put_token(&self, token: TokenRecord) -> Result<(), StoreError> {
+        self.write(move |c| catalog::put_token(c, &token)).await
+    }
+
+    async fn revoke_token(&self, id: &str, now: Millis) -> Result<Option<TokenRecord>, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| catalog::revoke_token(c, &id, now))
+            .await
+    }
+}
+
+fn cancel_live(c: &Connection, webhook: &str, reason: &str, now: Millis) -> rusqlite::Result<u64> {
+    let n = c
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET state = 'canceled', reason = ?3, updated_at = ?2
+             WHERE webhook_id = ?1 AND state IN {LIVE}"
+        ))?
+        .execute(params![webhook, now, reason])?;
+    Ok(n as u64)
 }
 
 /// A replayed delivery starts over: due now, a fresh retry schedule, and the
@@ -622,7 +688,10 @@ mod tests {
                 data: "{}".into(),
                 occurred_at: "2026-01-01T00:00:00Z".into(),
             },
-            webhooks: vec!["w".into()],
+            webhooks: vec![Target {
+                webhook: "w".into(),
+                tenant: None,
+            }],
         }
     }
 

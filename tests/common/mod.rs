@@ -361,6 +361,42 @@ impl Weir {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// Any request, with `token` (or none) and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates an API token as the admin (as anonymous when no admin token
+    /// is configured) and returns it.
+    pub async fn token(&self, owner: Option<&str>, scopes: &[&str]) -> String {
+        let body = serde_json::json!({"owner": owner, "scopes": scopes});
+        let (status, answer) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/tokens",
+                self.admin_token.as_deref(),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "{answer}");
+        answer["token"].as_str().unwrap().to_owned()
+    }
+
     /// Polls the delivery log until `cond` holds for the deliveries matching `query`.
     pub async fn wait_deliveries(
         &self,

@@ -1,0 +1,291 @@
+//! The HTTP API's request and answer bodies: one set of types used by the
+//! handlers, the CLI, the tests and the OpenAPI document ([`openapi`]), so
+//! the four cannot drift apart.
+
+pub mod openapi;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::config::{OnError, Ordering, Source};
+use crate::plugin::PluginStatus;
+use crate::store::DeliveryState;
+use crate::token::Scope;
+
+/// Every error: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `invalid_event`, `not_found`, `forbidden`, ...
+    pub code: String,
+    /// For people: what was wrong and where.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// An event as producers post it (SPEC §1).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    /// Assigned (`evt_…`) when absent; `(owner_id, id)` deduplicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `resource.action`, 1..=128 chars of `[a-z0-9_.-]`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    /// Any JSON value.
+    pub data: Value,
+    /// RFC 3339; the receive time when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<String>,
+}
+
+/// The body of `POST /v1/events`: one event or up to 1000.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventsIn {
+    One(EventIn),
+    Many(Vec<EventIn>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    /// The id of each event, in order.
+    pub ids: Vec<String>,
+}
+
+/// One step of a webhook's plugin chain.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PluginStep {
+    pub name: String,
+    pub on_error: OnError,
+    #[schema(value_type = Object)]
+    pub config: Value,
+}
+
+/// A webhook with its live state. Secrets and header values are never shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Webhook {
+    pub id: String,
+    /// `config`: declared in config.toml (read-only here); `api`: through this API.
+    pub source: Source,
+    /// A password in the URL is shown as `redacted`.
+    pub url: String,
+    pub description: String,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    pub events: Vec<String>,
+    pub owners: Option<Vec<String>>,
+    /// Receiving now: configured active and not disabled.
+    pub active: bool,
+    pub configured_active: bool,
+    /// Why weir disabled it (410 Gone, continuous failure).
+    pub disabled_reason: Option<String>,
+    pub ordering: Ordering,
+    pub plugins: Vec<PluginStep>,
+    /// Header names; their values are write-only.
+    pub headers: BTreeMap<String, String>,
+    pub timeout_secs: u64,
+    pub max_retries: u32,
+    /// `[low, high]`, inclusive.
+    pub success_status: [u16; 2],
+    pub retry_delays_secs: Vec<u64>,
+    pub max_in_flight: usize,
+    pub disable_after_hours: u64,
+    pub rate_limit_per_sec: u32,
+    /// Whether deliveries carry signatures.
+    pub signed: bool,
+    /// Live (pending or retrying) deliveries.
+    pub queue_depth: u64,
+    pub last_success_at: Option<String>,
+    pub last_failure_at: Option<String>,
+    pub failing_since: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// `POST /v1/webhooks`: the webhook, and its signing secret, shown only here.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookCreated {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// `whsec_…`: keep it to verify signatures; it is not shown again.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConfigStatus {
+    pub path: String,
+    /// The last config.toml edit that was rejected, until a valid one lands.
+    pub last_reload_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<Webhook>,
+    /// Pass as `after` for the next page; `null` on the last.
+    pub next: Option<String>,
+    /// Only for admin tokens.
+    pub config: Option<ConfigStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookDeleted {
+    pub id: String,
+    pub deleted: bool,
+    /// Pending deliveries that became `canceled`.
+    pub canceled: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the previous secret keeps signing beside the new one; default 86400.
+    #[serde(default)]
+    pub overlap_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SecretRotated {
+    pub id: String,
+    /// `whsec_…`, shown only here.
+    pub secret: String,
+    /// When the previous secret stops signing.
+    pub previous_expires_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TestSent {
+    pub delivery_id: String,
+    pub event_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Enabled {
+    pub id: String,
+    pub enabled: bool,
+}
+
+/// A delivery as the log lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    pub id: String,
+    pub webhook: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    /// Why it is filtered, held, failing or canceled.
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<Delivery>,
+    /// Pass as `after` for the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+/// One attempt: when, what came back, how long it took.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    pub at: String,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    /// The first 1 KiB of the answer's body.
+    pub response: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    pub attempt_log: Vec<AttemptView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Replayed {
+    pub id: String,
+    pub status: DeliveryState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkReplay {
+    pub webhook: String,
+    /// `dead`, `held`, `canceled` or `filtered`.
+    pub status: DeliveryState,
+    /// RFC 3339: only deliveries updated since.
+    #[serde(default)]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BulkReplayed {
+    pub replayed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PluginList {
+    pub plugins: Vec<PluginStatus>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Limit the token to this owner's webhooks and deliveries.
+    #[serde(default)]
+    pub owner: Option<String>,
+    pub scopes: Vec<Scope>,
+    /// RFC 3339; never expires when absent.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A token as listed: never the token itself.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    /// The token's first characters.
+    pub prefix: String,
+    pub owner: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub description: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// The bearer token, shown only here.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}

@@ -1,0 +1,216 @@
+//! Who is asking: the bearer token of a request becomes a [`Principal`] with
+//! scopes and, for a tenant's token, an owner.
+//!
+//! Tokens are checked in this order: the config's `admin_token` (every
+//! scope), its `ingest_token` (`events:write`), then API tokens, looked up by
+//! the SHA-256 of what was presented. A request without a token gets what the
+//! config leaves open: everything but ingest when no `admin_token` is set,
+//! ingest when no `ingest_token` is set. A token that was presented but is
+//! unknown, revoked or expired is always refused.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use subtle::ConstantTimeEq as _;
+
+use crate::config::{ServerConfig, Webhook};
+use crate::error::ApiError;
+use crate::event::Millis;
+use crate::token::{self, Scope, Scopes, TokenRecord};
+
+/// The caller of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    scopes: Scopes,
+    /// Only this owner's webhooks and deliveries; `None` = every owner.
+    pub owner: Option<String>,
+    /// No token was presented: a missing scope is then a 401, not a 403.
+    anonymous: bool,
+}
+
+impl Principal {
+    pub fn admin() -> Principal {
+        Principal {
+            scopes: Scopes::all(),
+            owner: None,
+            anonymous: false,
+        }
+    }
+
+    /// 403 naming the scope unless the caller has it (401 without a token).
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.has(scope) {
+            Ok(())
+        } else if self.anonymous {
+            Err(ApiError::unauthorized())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this token lacks the scope {scope}"),
+            ))
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.scopes.has(Scope::Admin)
+    }
+
+    /// Whether the caller may see deliveries that belong to `tenant`.
+    pub fn sees_tenant(&self, tenant: Option<&str>) -> bool {
+        match &self.owner {
+            None => true,
+            Some(o) => tenant == Some(o.as_str()),
+        }
+    }
+
+    /// Whether the caller may see `hook` (its owners are exactly the caller's).
+    pub fn sees(&self, hook: &Webhook) -> bool {
+        self.sees_tenant(hook.tenant())
+    }
+}
+
+/// The API tokens, kept in memory by hash (the store is the truth; this is
+/// loaded at start and updated on every create and revoke).
+#[derive(Default)]
+pub struct Tokens {
+    by_hash: RwLock<HashMap<[u8; 32], TokenRecord>>,
+}
+
+impl Tokens {
+    pub fn load(list: Vec<TokenRecord>) -> Tokens {
+        Tokens {
+            by_hash: RwLock::new(list.into_iter().map(|t| (t.hash, t)).collect()),
+        }
+    }
+
+    /// Adds or replaces (a revocation) one record.
+    pub fn put(&self, t: TokenRecord) {
+        self.by_hash.write().expect("tokens").insert(t.hash, t);
+    }
+
+    fn find(&self, presented: &str, now: Millis) -> Option<Principal> {
+        let hash = token::hash(presented);
+        let map = self.by_hash.read().expect("tokens");
+        let t = map.get(&hash)?;
+        // The map found it by hash; compare again in constant time anyway.
+        (bool::from(t.hash.ct_eq(&hash)) && t.live(now)).then(|| Principal {
+            scopes: t.scopes(),
+            owner: t.owner.clone(),
+            anonymous: false,
+        })
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`; the scheme is
+/// case-insensitive (RFC 9110). `Err` for a header that is not a bearer token.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ()> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ())?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(())?;
+    let token = token.trim();
+    if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() {
+        Ok(Some(token))
+    } else {
+        Err(())
+    }
+}
+
+/// The principal for a request's headers, or 401.
+pub fn authenticate(
+    headers: &HeaderMap,
+    server: &ServerConfig,
+    tokens: &Tokens,
+    now: Millis,
+) -> Result<Principal, ApiError> {
+    let presented = bearer(headers).map_err(|()| ApiError::unauthorized())?;
+    let Some(presented) = presented else {
+        // What the config leaves open.
+        let mut scopes = Scopes::default();
+        if server.admin_token.is_none() {
+            scopes = Scopes::all().without(Scope::EventsWrite);
+        }
+        if server.ingest_token.is_none() {
+            scopes = scopes.with(Scope::EventsWrite);
+        }
+        return Ok(Principal {
+            scopes,
+            owner: None,
+            anonymous: true,
+        });
+    };
+    if server
+        .admin_token
+        .as_ref()
+        .is_some_and(|t| t.matches(presented))
+    {
+        return Ok(Principal::admin());
+    }
+    if server
+        .ingest_token
+        .as_ref()
+        .is_some_and(|t| t.matches(presented))
+    {
+        return Ok(Principal {
+            scopes: Scopes::of(&[Scope::EventsWrite]),
+            owner: None,
+            anonymous: false,
+        });
+    }
+    tokens
+        .find(presented, now)
+        .ok_or_else(ApiError::unauthorized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_nothing_else_passes() {
+        for ok in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR   abc "] {
+            assert_eq!(bearer(&headers(ok)), Ok(Some("abc")), "{ok}");
+        }
+        for bad in [
+            "Basic abc",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "abc",
+            "Token abc",
+        ] {
+            assert_eq!(bearer(&headers(bad)), Err(()), "{bad}");
+        }
+        assert_eq!(bearer(&HeaderMap::new()), Ok(None));
+    }
+
+    #[test]
+    fn revoked_and_expired_tokens_find_nothing() {
+        let (text, mut rec) = token::issue(
+            Some("org_1".into()),
+            vec![Scope::WebhooksRead],
+            String::new(),
+            0,
+            Some(1000),
+        );
+        let tokens = Tokens::load(vec![rec.clone()]);
+        let p = tokens.find(&text, 999).expect("live");
+        assert_eq!(p.owner.as_deref(), Some("org_1"));
+        assert!(p.require(Scope::WebhooksRead).is_ok());
+        assert!(p.require(Scope::WebhooksWrite).is_err());
+        assert!(tokens.find(&text, 1000).is_none(), "expired");
+        assert!(tokens.find("weir_nope", 0).is_none());
+        rec.revoked_at = Some(5);
+        tokens.put(rec);
+        assert!(tokens.find(&text, 10).is_none(), "revoked");
+    }
+}
