@@ -103,19 +103,23 @@ impl Tokens {
     }
 }
 
+/// An `Authorization` header that is not a bearer token.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotBearer;
+
 /// The token of `Authorization: Bearer <token>`; the scheme is
-/// case-insensitive (RFC 9110). `Err` for a header that is not a bearer token.
-pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ()> {
+/// case-insensitive (RFC 9110).
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, NotBearer> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ())?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or(())?;
+    let value = value.to_str().map_err(|_| NotBearer)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(NotBearer)?;
     let token = token.trim();
     if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() {
         Ok(Some(token))
     } else {
-        Err(())
+        Err(NotBearer)
     }
 }
 
@@ -126,7 +130,7 @@ pub fn authenticate(
     tokens: &Tokens,
     now: Millis,
 ) -> Result<Principal, ApiError> {
-    let presented = bearer(headers).map_err(|()| ApiError::unauthorized())?;
+    let presented = bearer(headers).map_err(|NotBearer| ApiError::unauthorized())?;
     let Some(presented) = presented else {
         // What the config leaves open.
         let mut scopes = Scopes::default();
@@ -188,7 +192,7 @@ mod tests {
             "abc",
             "Token abc",
         ] {
-            assert_eq!(bearer(&headers(bad)), Err(()), "{bad}");
+            assert_eq!(bearer(&headers(bad)), Err(NotBearer), "{bad}");
         }
         assert_eq!(bearer(&HeaderMap::new()), Ok(None));
     }

@@ -146,7 +146,8 @@ pub enum WebhooksCommand {
     },
     /// Change some keys of a webhook.
     Update {
-        id: String,
+        #[arg(value_name = "ID")]
+        webhook: String,
         #[command(flatten)]
         spec: SpecArgs,
         /// Pause (false) or resume (true) deliveries.
@@ -186,8 +187,9 @@ pub struct SpecArgs {
     pub body: Option<String>,
     #[arg(long)]
     pub id: Option<String>,
+    /// Where deliveries go (`--url` names the weir server).
     #[arg(long)]
-    pub url: Option<String>,
+    pub endpoint: Option<String>,
     /// An event-type glob; repeat for several.
     #[arg(long = "event")]
     pub events: Vec<String>,
@@ -251,4 +253,13 @@ pub struct Remote {
     /// The config file consulted when no URL or token is given.
     #[arg(long = "config", env = "WEIR_CONFIG", default_value = "config.toml")]
     pub config: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }

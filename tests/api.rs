@@ -832,3 +832,116 @@ async fn concurrent_patches_of_one_webhook_leave_one_whole_writer() {
     assert_eq!(again["max_retries"], w["max_retries"]);
     weir.stop().await;
 }
+
+/// Runs the weir binary with no server or token given: it must find both in
+/// the config file, as `weir deliveries` beside a running `weir serve` does.
+fn cli(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("WEIR_URL")
+        .env_remove("WEIR_TOKEN")
+        .env_remove("WEIR_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_webhooks_and_tokens_finding_the_server_in_config_toml() {
+    let weir = Weir::start_listening(|addr| {
+        with_admin("").replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""))
+    })
+    .await;
+    let config = weir.path("config.toml");
+    let run = |args: &[&str]| {
+        let (config, args) = (
+            config.clone(),
+            args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        );
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                cli(&config, &args)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let (ok, token, err) = run(&[
+        "token",
+        "create",
+        "--owner",
+        "org_1",
+        "--scope",
+        "webhooks:read",
+        "--scope",
+        "webhooks:write",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let token = token.trim().to_owned();
+    assert!(token.starts_with("weir_"), "{token}");
+
+    let (ok, out, err) = run(&[
+        "webhooks",
+        "create",
+        "--id",
+        "cli-hook",
+        "--endpoint",
+        "http://127.0.0.1:9/x",
+        "--event",
+        "record.*",
+        "--token",
+        &token,
+        "--json",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["owners"], json!(["org_1"]));
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+
+    let (ok, out, err) = run(&["webhooks", "list"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cli-hook") && l.contains("api")),
+        "{out}"
+    );
+    let (ok, out, _) = run(&[
+        "webhooks", "update", "cli-hook", "--active", "false", "--json",
+    ])
+    .await;
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["configured_active"],
+        false
+    );
+    let (ok, out, _) = run(&["token", "list"]).await;
+    assert!(ok);
+    assert!(out.contains("org_1") && out.contains(&token[..13]), "{out}");
+    assert!(
+        !out.contains(&token[13..]),
+        "the token itself is never listed"
+    );
+
+    let (ok, out, err) = run(&["webhooks", "delete", "cli-hook"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("deleted cli-hook"), "{out}");
+    let (ok, _, err) = run(&["webhooks", "get", "cli-hook"]).await;
+    assert!(!ok);
+    assert!(err.contains("404") && err.contains("no webhook"), "{err}");
+    let (ok, _, err) = run(&["token", "create", "--scope", "everything"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("--scope \"everything\" is not one of"),
+        "{err}"
+    );
+    weir.stop().await;
+}

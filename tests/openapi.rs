@@ -42,7 +42,7 @@ async fn the_live_api_matches_its_openapi_document_under_fuzzing() {
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
     let url = format!("{}/v1/openapi.json", weir.url);
-    let seconds = std::env::var("WEIR_FUZZ_SECONDS").unwrap_or_else(|_| "120".into());
+    let seconds = std::env::var("WEIR_FUZZ_SECONDS").unwrap_or_else(|_| "60".into());
     let out = tokio::task::spawn_blocking(move || {
         Command::new(bin)
             .args(["run", &url, "--checks", "all", "--workers", "1"])

@@ -76,7 +76,7 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<(), Failure> {
             Ok(())
         }
         WebhooksCommand::Update {
-            id,
+            webhook: id,
             spec,
             active,
             json,
@@ -89,7 +89,7 @@ pub async fn webhooks(command: WebhooksCommand) -> Result<(), Failure> {
             }
             if body.is_empty() {
                 return Err(user(
-                    "nothing to change: give --body or a key such as --url",
+                    "nothing to change: give --body or a key such as --endpoint",
                 ));
             }
             let w: api::Webhook = server
@@ -204,7 +204,7 @@ fn spec_body(spec: &SpecArgs) -> Result<Map<String, Value>, Failure> {
     if let Some(v) = &spec.id {
         set("id", json!(v));
     }
-    if let Some(v) = &spec.url {
+    if let Some(v) = &spec.endpoint {
         set("url", json!(v));
     }
     if !spec.events.is_empty() {

@@ -271,9 +271,28 @@ impl Weir {
         Self::boot_with_clock(dir, Arc::new(weir::event::SystemClock)).await
     }
 
+    /// Starts weir with a config that names the address it listens on, as
+    /// a real deployment's does (so the CLI can find it from the file).
+    pub async fn start_listening(config: impl Fn(std::net::SocketAddr) -> String) -> Weir {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::fs::write(dir.path().join("config.toml"), config(addr)).unwrap();
+        Self::boot_on(dir, listener, Arc::new(weir::event::SystemClock)).await
+    }
+
     /// Like [`Weir::boot`], with server time from `clock`.
     pub async fn boot_with_clock(
         dir: tempfile::TempDir,
+        clock: Arc<dyn weir::event::Clock>,
+    ) -> Weir {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::boot_on(dir, listener, clock).await
+    }
+
+    async fn boot_on(
+        dir: tempfile::TempDir,
+        listener: tokio::net::TcpListener,
         clock: Arc<dyn weir::event::Clock>,
     ) -> Weir {
         init_logging();
@@ -284,7 +303,6 @@ impl Weir {
             .admin_token
             .as_ref()
             .map(|_| "admin-secret".to_owned());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(weir::server::run_with_clock(
