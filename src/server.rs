@@ -86,6 +86,7 @@ pub async fn run_with_clock(
         disabled: Default::default(),
         metrics: metrics.clone(),
         clock: clock.clone(),
+        outbound: tokio::sync::Semaphore::new(crate::deliver::MAX_OUTBOUND),
     });
     let deliverer = Arc::new(Deliverer::new(
         shared,

@@ -36,7 +36,14 @@ pub struct Shared {
     pub disabled: Mutex<HashMap<String, String>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub clock: Arc<dyn crate::event::Clock>,
+    /// Attempts on the wire across every webhook: `max_in_flight` bounds
+    /// one webhook, this bounds the node, so 10,000 webhooks cannot open
+    /// 10,000 × `max_in_flight` connections at once.
+    pub outbound: tokio::sync::Semaphore,
 }
+
+/// Attempts on the wire at once, node-wide.
+pub const MAX_OUTBOUND: usize = 1024;
 
 impl Shared {
     async fn disable(&self, webhook: &str, reason: String) {

@@ -267,7 +267,10 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
         },
     };
     let client = shared.clients.get(&hook.policy.allow_targets);
-    let out = http::send(&client, &hook, &due.event.id, &rendered, shared.clock.now()).await;
+    let out = {
+        let _wire = shared.outbound.acquire().await.expect("never closed");
+        http::send(&client, &hook, &due.event.id, &rendered, shared.clock.now()).await
+    };
     let after = after_attempt(&hook, &due, out.verdict, out.attempt.at);
     let m = &shared.metrics;
     m.attempt_seconds
