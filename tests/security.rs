@@ -1,5 +1,6 @@
 //! What weir guards against, probed from outside: targets the SSRF guard
-//! must refuse however they are written or routed.
+//! must refuse however they are written or routed, and cross-site posts to
+//! ingest.
 
 mod common;
 
@@ -97,5 +98,61 @@ async fn ipv6_literals_carrying_loopback_are_refused() {
         assert!(error.contains("refused target"), "{url}: {detail:#}");
     }
     assert_eq!(sub.count(), 0);
+    weir.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_takes_only_json_so_a_cross_site_form_cannot_post() {
+    let sub = Receiver::start().await;
+    let weir = Weir::start(&hook("a", &sub.url("/"), ""), &[]).await;
+    let client = reqwest::Client::new();
+    let post = async |content_type: Option<&str>, id: &str| {
+        let mut req = client
+            .post(format!("{}/v1/events", weir.url))
+            .body(json!({"id": id, "type": "a.b", "data": 1}).to_string());
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    for (content_type, shown) in [
+        (None, "no Content-Type"),
+        (Some("text/plain"), "\"text/plain\""),
+        (
+            Some("application/x-www-form-urlencoded"),
+            "x-www-form-urlencoded",
+        ),
+        (
+            Some("multipart/form-data; boundary=x"),
+            "multipart/form-data",
+        ),
+        (Some("application/jsonp"), "application/jsonp"),
+    ] {
+        let (status, body) = post(content_type, "refused").await;
+        assert_eq!(status, 415, "{content_type:?}: {body}");
+        assert_eq!(body["error"]["code"], "unsupported_media_type");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("application/json") && message.contains(shown),
+            "{message}"
+        );
+    }
+    for (content_type, id) in [
+        ("application/json", "plain"),
+        ("application/json; charset=utf-8", "charset"),
+        ("Application/JSON", "upper"),
+    ] {
+        let (status, body) = post(Some(content_type), id).await;
+        assert_eq!(status, 202, "{content_type}: {body}");
+    }
+    sub.wait_for(3).await;
+    let rows = weir.all_deliveries("webhook=a").await;
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "nothing refused was stored: {ids:?}");
+    assert!(!ids.contains(&"refused"), "{ids:?}");
     weir.stop().await;
 }

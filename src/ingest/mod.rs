@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -83,6 +83,32 @@ fn overloaded(limit: usize) -> ApiError {
     }
 }
 
+/// Refuses a body not declared as JSON. A browser sends a cross-site form
+/// post as `text/plain` or a form type without asking first; only
+/// `application/json` needs its CORS preflight, which weir never grants.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let declared = headers.get(header::CONTENT_TYPE);
+    let is_json = declared
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        return Ok(());
+    }
+    let got = match declared {
+        None => "no Content-Type".to_owned(),
+        Some(v) => match v.to_str() {
+            Ok(v) => format!("Content-Type {:?}", v.chars().take(100).collect::<String>()),
+            Err(_) => "a Content-Type that is not text".to_owned(),
+        },
+    };
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("events must be sent as Content-Type: application/json; got {got}"),
+    ))
+}
+
 pub async fn post_events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -97,6 +123,7 @@ pub async fn post_events(
             "weir is shutting down; retry shortly",
         ));
     }
+    require_json(&headers).inspect_err(|_| reject("unsupported_media_type"))?;
     let config = app.config.load_full();
     if let Some(token) = &config.server.ingest_token
         && !bearer_ok(&headers, token)

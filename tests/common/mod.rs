@@ -315,11 +315,12 @@ impl Weir {
         }
     }
 
-    /// POSTs raw bytes to /v1/events.
+    /// POSTs raw bytes to /v1/events, declared as JSON.
     pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
         let res = self
             .client
             .post(format!("{}/v1/events", self.url))
+            .header("content-type", "application/json")
             .body(body)
             .send()
             .await
