@@ -1,6 +1,6 @@
-//! What weir guards against, probed from outside: targets the SSRF guard
-//! must refuse however they are written or routed, and cross-site posts to
-//! ingest.
+//! What weir guards against, probed from outside: secrets in config errors,
+//! targets the SSRF guard must refuse however they are written or routed,
+//! and cross-site posts to ingest.
 
 mod common;
 
@@ -9,6 +9,91 @@ use std::path::Path;
 use common::process::spawn_with;
 use common::*;
 use serde_json::{Value, json};
+
+/// The 1-based line of the first line of `text` containing `needle`.
+fn line_with(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in the config"))
+        + 1
+}
+
+/// Config edits with a type or syntax error next to a secret, each with the
+/// key it must name and the secret it must not show.
+fn edits_near_secrets(url: &str) -> Vec<(String, &'static str, &'static str)> {
+    let server = "[server]\nlisten = \"127.0.0.1:0\"\n";
+    let delivery = "[delivery]\nallow_targets = [\"127.0.0.0/8\"]\n\n";
+    let with = |extra: &str| format!("{server}\n{delivery}{}", hook("a", url, extra));
+    vec![
+        (
+            with("secrets = \"whsec_c2VjcmV0LW9uZS1zZWNyZXQtb25l\""),
+            "webhooks[0].secrets",
+            "c2VjcmV0LW9uZS1zZWNyZXQtb25l",
+        ),
+        (
+            format!(
+                "{server}\n{delivery}{}",
+                hook("a", "http://user:PASSWORD2@127.0.0.1:99999/x", "")
+            ),
+            "webhooks[0].url",
+            "PASSWORD2",
+        ),
+        (
+            format!(
+                "{server}admin_token = 987654321987\n\n{delivery}{}",
+                hook("a", url, "")
+            ),
+            "server.admin_token",
+            "987654321987",
+        ),
+        (
+            with("secrets = [\"whsec_c2VjcmV0!dHdv\"]"),
+            "webhooks[0].secrets",
+            "!",
+        ),
+        (
+            with("headers = { \"x-api-key\" = 424242 }"),
+            "webhooks[0].headers.x-api-key",
+            "424242",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_name_file_line_and_key_but_never_a_secret() {
+    let sub = Receiver::start().await;
+    let good = format!("{}{}", preamble(), hook("a", &sub.url("/"), ""));
+    let weir = Weir::start_with(&good, &[]).await;
+    for (text, key, secret) in edits_near_secrets(&sub.url("/")) {
+        let needle = key.rsplit('.').next().unwrap().trim_end_matches("[0]");
+        let want = format!("config.toml:{}: {key}:", line_with(&text, needle));
+        // What an admin reads from a running weir (the log line is the same text).
+        weir.rewrite_config(&text);
+        let err = eventually("the reload error", async || {
+            let (_, v) = weir.get("/v1/webhooks").await;
+            let err = v["config"]["last_reload_error"].as_str()?.to_owned();
+            err.contains(&want).then_some(err)
+        })
+        .await;
+        assert!(!err.contains(secret), "{secret:?} shown: {err}");
+        // What `weir check` prints.
+        let file = weir.path("check.toml");
+        std::fs::write(&file, &text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["check", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{printed}");
+        assert!(
+            printed.contains(&want.replace("config.toml", "check.toml")),
+            "{printed}"
+        );
+        assert!(!printed.contains(secret), "{secret:?} shown: {printed}");
+    }
+    weir.stop().await;
+}
 
 /// The sole delivery of `webhook` on a weir at `url`, once it is
 /// delivered or dead.

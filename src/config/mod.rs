@@ -6,6 +6,7 @@
 //! Relative paths are resolved against the directory holding the config file.
 
 mod raw;
+mod toml_error;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -139,9 +140,10 @@ impl Secret {
         let b64 = s
             .strip_prefix("whsec_")
             .ok_or("a secret must start with `whsec_`")?;
+        // base64's own message names the offending character and its offset.
         let key = base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| format!("the part after `whsec_` is not base64 ({e})"))?;
+            .map_err(|_| "the part after `whsec_` is not valid standard base64")?;
         if key.len() < 16 {
             return Err("a secret must decode to at least 16 bytes".into());
         }
@@ -210,7 +212,7 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
-            problems: vec![describe_toml_error(&file, text, &e)],
+            problems: vec![toml_error::describe(&file, text, &e)],
         })?;
         let mut v = Validator {
             file: &file,
@@ -235,14 +237,6 @@ impl Config {
     /// Where `<name>.wasm` lives.
     pub fn plugin_path(&self, name: &str) -> PathBuf {
         self.server.plugins_dir.join(format!("{name}.wasm"))
-    }
-}
-
-fn describe_toml_error(file: &str, text: &str, e: &toml::de::Error) -> String {
-    let msg = e.message().trim();
-    match e.span() {
-        Some(span) => format!("{file}:{}: {msg}", line_of(text, span.start)),
-        None => format!("{file}: {msg}"),
     }
 }
 
@@ -361,7 +355,8 @@ impl Validator<'_> {
                 self.problem(
                     &raw.url,
                     &format!("{key}.url"),
-                    format!("invalid URL {:?}: {e}", raw.url.get_ref()),
+                    // Not quoted: userinfo, or a path, may be the credential.
+                    format!("invalid URL: {e}"),
                 );
                 None
             }
