@@ -45,6 +45,13 @@ pub struct ServerConfig {
     pub ingest_token: Option<Token>,
     pub admin_token: Option<Token>,
     pub retention: Duration,
+    /// A request head (or the next one on a kept-alive connection) must
+    /// arrive within this; a client trickling headers is cut off.
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this after its head.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -292,6 +299,9 @@ impl Validator<'_> {
             ingest_token: env_token("WEIR_INGEST_TOKEN", s.ingest_token),
             admin_token: env_token("WEIR_ADMIN_TOKEN", s.admin_token),
             retention: Duration::from_secs(u64::from(s.retention_days) * 86_400),
+            header_read_timeout: Duration::from_secs(s.header_read_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(s.body_read_timeout_secs.max(1)),
+            max_connections: s.max_connections.max(1),
         };
         let plugins = PluginLimits {
             timeout: Duration::from_millis(raw.plugins.timeout_ms.max(1)),

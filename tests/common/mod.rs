@@ -283,7 +283,7 @@ impl Weir {
             .admin_token
             .as_ref()
             .map(|_| "admin-secret".to_owned());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = weir::listen::bind(([127, 0, 0, 1], 0).into()).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(weir::server::run_with_clock(
