@@ -1,7 +1,8 @@
 //! weir: a WebAssembly-pluggable webhook event router.
 //!
 //! Data flows `ingest` → `router` → `plugin` → `deliver`, with `store` under
-//! all of them. [`server::run`] wires the stages; [`commands`] is the CLI.
+//! all of them and `listen` (connections, HTTP/1.1) before `ingest`.
+//! [`server::run`] wires the stages; [`commands`] is the CLI.
 
 pub mod admin;
 pub mod api;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod json;
+pub mod listen;
 pub mod metrics;
 pub mod plugin;
 pub mod reload;

@@ -113,12 +113,12 @@ pub async fn run_with_clock(
 
     info!(%addr, version = env!("CARGO_PKG_VERSION"), "weir is serving");
     let shutting_down = app.shutting_down.clone();
-    let serve = axum::serve(listener, routes(app.clone())).with_graceful_shutdown(async move {
+    let stopping = async move {
         shutdown.await;
         info!("shutting down: refusing new events, finishing deliveries on the wire");
         shutting_down.cancel();
-    });
-    serve.await.context("serving HTTP")?;
+    };
+    crate::listen::serve(listener, routes(app.clone()), app.config.clone(), stopping).await;
     stop_workers.cancel();
     tracker.close();
     if tokio::time::timeout(DRAIN_DEADLINE, tracker.wait())

@@ -10,7 +10,7 @@ pub mod plugins;
 pub mod tokens;
 pub mod webhooks;
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -22,26 +22,13 @@ pub fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Option<T>, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or_default();
-        let essence = ct.split(';').next().unwrap_or_default().trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("the body must be application/json, not {ct:?}"),
-            ));
-        }
-    }
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let empty = body.iter().all(u8::is_ascii_whitespace);
+    if empty && headers.get(header::CONTENT_TYPE).is_none() {
         return Ok(None);
     }
-    if headers.get(header::CONTENT_TYPE).is_none() {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "a body needs Content-Type: application/json",
-        ));
+    crate::api::require_json(headers)?;
+    if empty {
+        return Ok(None);
     }
     serde_json::from_slice(body)
         .map(Some)

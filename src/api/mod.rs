@@ -15,6 +15,32 @@ use crate::plugin::PluginStatus;
 use crate::store::DeliveryState;
 use crate::token::Scope;
 
+/// Refuses a request body not declared as JSON (ingest and every API write). A browser sends a cross-site form
+/// post as `text/plain` or a form type without asking first; only
+/// `application/json` needs its CORS preflight, which weir never grants.
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), crate::error::ApiError> {
+    let declared = headers.get(axum::http::header::CONTENT_TYPE);
+    let is_json = declared
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        return Ok(());
+    }
+    let got = match declared {
+        None => "no Content-Type".to_owned(),
+        Some(v) => match v.to_str() {
+            Ok(v) => format!("Content-Type {:?}", v.chars().take(100).collect::<String>()),
+            Err(_) => "a Content-Type that is not text".to_owned(),
+        },
+    };
+    Err(crate::error::ApiError::new(
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("the body must be sent as Content-Type: application/json; got {got}"),
+    ))
+}
+
 /// Every error: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {

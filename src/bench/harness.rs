@@ -130,7 +130,7 @@ impl Running {
     ) -> anyhow::Result<Running> {
         let (dir, path) = Self::prepare(config_body, plugins_dir, extra_plugins)?;
         let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = crate::listen::bind(([127, 0, 0, 1], 0).into())?;
         let url = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(crate::server::run(config, listener, async move {

@@ -79,8 +79,7 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
 
 async fn serve(path: &Path) -> Result<(), Failure> {
     let config = load_config(path)?;
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
+    let listener = crate::listen::bind(config.server.listen)
         .map_err(|e| user(format!("cannot listen on {}: {e}", config.server.listen)))?;
     crate::server::run(config, listener, shutdown_signal()).await?;
     Ok(())

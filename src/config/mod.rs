@@ -7,6 +7,7 @@
 
 mod lines;
 mod raw;
+mod toml_error;
 pub mod webhook;
 
 use std::collections::HashSet;
@@ -55,6 +56,13 @@ pub struct ServerConfig {
     pub ingest_token: Option<Token>,
     pub admin_token: Option<Token>,
     pub retention: Duration,
+    /// A request head (or the next one on a kept-alive connection) must
+    /// arrive within this; a client trickling headers is cut off.
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this after its head.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,9 +201,10 @@ impl Secret {
         let b64 = s
             .strip_prefix("whsec_")
             .ok_or("a secret must start with `whsec_`")?;
+        // base64's own message names the offending character and its offset.
         let key = base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| format!("the part after `whsec_` is not base64 ({e})"))?;
+            .map_err(|_| "the part after `whsec_` is not valid standard base64")?;
         if key.len() < 16 {
             return Err("a secret must decode to at least 16 bytes".into());
         }
@@ -277,7 +286,7 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
-            problems: vec![describe_toml_error(&file, text, &e)],
+            problems: vec![toml_error::describe(&file, text, &e)],
         })?;
         let mut v = Validator {
             file: &file,
@@ -320,14 +329,6 @@ impl Config {
                 origin: Origin::Api { check_plugins },
             },
         )
-    }
-}
-
-fn describe_toml_error(file: &str, text: &str, e: &toml::de::Error) -> String {
-    let msg = e.message().trim();
-    match e.span() {
-        Some(span) => format!("{file}:{}: {msg}", line_of(text, span.start)),
-        None => format!("{file}: {msg}"),
     }
 }
 
@@ -374,6 +375,9 @@ impl Validator<'_> {
             ingest_token: env_token("WEIR_INGEST_TOKEN", s.ingest_token),
             admin_token: env_token("WEIR_ADMIN_TOKEN", s.admin_token),
             retention: Duration::from_secs(u64::from(s.retention_days) * 86_400),
+            header_read_timeout: Duration::from_secs(s.header_read_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(s.body_read_timeout_secs.max(1)),
+            max_connections: s.max_connections.max(1),
         };
         let plugins = PluginLimits {
             timeout: Duration::from_millis(raw.plugins.timeout_ms.max(1)),

@@ -29,6 +29,9 @@ pub struct RawServer {
     pub ingest_token: String,
     pub admin_token: String,
     pub retention_days: u32,
+    pub header_read_timeout_secs: u64,
+    pub body_read_timeout_secs: u64,
+    pub max_connections: usize,
 }
 
 impl Default for RawServer {
@@ -42,6 +45,9 @@ impl Default for RawServer {
             ingest_token: String::new(),
             admin_token: String::new(),
             retention_days: 14,
+            header_read_timeout_secs: 5,
+            body_read_timeout_secs: 10,
+            max_connections: 1024,
         }
     }
 }

@@ -157,3 +157,56 @@ fn tokens_compare_exactly() {
     assert!(!t.matches(""));
     assert!(Token::new(String::new()).is_none());
 }
+
+/// Edits near secrets that toml or validation refuse: each names file, line
+/// and key, and none repeats the value.
+#[test]
+fn errors_under_secret_keys_never_quote_the_value() {
+    let hook = "[[webhooks]]\nid = \"a\"\n";
+    let cases = [
+        (
+            format!("{hook}url = \"https://e.com\"\nsecrets = \"whsec_TOPSECRETvalue\"\n"),
+            "config.toml:4: webhooks[0].secrets: invalid type: string, expected a sequence",
+            "TOPSECRET",
+        ),
+        (
+            format!("{hook}url = \"http://user:PASSWORD@127.0.0.1:99999/x\"\n"),
+            "config.toml:3: webhooks[0].url: not a valid URL (invalid port number)",
+            "PASSWORD",
+        ),
+        (
+            "[server]\nadmin_token = 987654321987\n".to_owned(),
+            "config.toml:2: server.admin_token: invalid type: integer, expected a string",
+            "987654321987",
+        ),
+        (
+            format!("{hook}url = \"https://e.com\"\nheaders = {{ \"x-api-key\" = 424242 }}\n"),
+            "config.toml:4: webhooks[0].headers.x-api-key: invalid type: integer",
+            "424242",
+        ),
+        (
+            format!("{hook}url = \"https://e.com\"\nsecrets = [\"whsec_ok\", 31337]\n"),
+            "config.toml:4: webhooks[0].secrets[1]: invalid type: integer",
+            "31337",
+        ),
+        (
+            format!("{hook}url = \"https://e.com\"\nsecrets = [\"whsec_abcd!efgh\"]\n"),
+            "config.toml:4: webhooks[0].secrets: the part after `whsec_` is not valid",
+            "!",
+        ),
+    ];
+    for (text, expected, secret) in cases {
+        let all = problems(&text).join("\n");
+        assert!(all.contains(expected), "{all}");
+        assert!(!all.contains(secret), "{secret:?} shown in: {all}");
+    }
+}
+
+#[test]
+fn errors_under_other_keys_still_show_the_value() {
+    let p = problems("[server]\nlisten = 8700\n");
+    assert_eq!(
+        p,
+        ["/etc/weir/config.toml:2: server.listen: invalid type: integer `8700`, expected a string"]
+    );
+}

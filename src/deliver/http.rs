@@ -44,6 +44,9 @@ impl Clients {
         map.entry(allow.to_vec())
             .or_insert_with(|| {
                 reqwest::Client::builder()
+                    // A proxy from HTTP_PROXY & co. would resolve names itself,
+                    // past the guard's resolver: weir connects directly.
+                    .no_proxy()
                     .redirect(reqwest::redirect::Policy::none())
                     .dns_resolver(std::sync::Arc::new(GuardedResolver::new(allow.to_vec())))
                     .pool_idle_timeout(Duration::from_secs(90))

@@ -1,9 +1,11 @@
 //! The SSRF guard: a webhook may only reach global addresses, plus the CIDRs
 //! an operator lists in `allow_targets`. Names are resolved *by the guard* and
 //! only vetted addresses reach the connector, so a DNS answer cannot swap in
-//! an internal address after the check.
+//! an internal address after the check. An IPv6 address that carries an IPv4
+//! one (mapped, compatible, NAT64, 6to4) is judged by the IPv4 address too,
+//! since a translator on the way delivers it there.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
 use ipnet::IpNet;
@@ -35,6 +37,7 @@ static NON_GLOBAL: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
         "2001:db8::/32",
         "fc00::/7",
         "fe80::/10",
+        "fec0::/10",
         "ff00::/8",
     ]
     .iter()
@@ -49,20 +52,32 @@ pub struct BlockedTarget {
     pub addr: IpAddr,
 }
 
-/// Whether `addr` may be contacted given the operator's `allow`.
+/// Whether `addr` may be contacted given the operator's `allow`: it, or the
+/// IPv4 address it embeds, is listed, or both are global.
 pub fn check(addr: IpAddr, allow: &[IpNet]) -> Result<(), BlockedTarget> {
-    let addr = canonical(addr);
-    if allow.iter().any(|n| n.contains(&addr)) || is_global(addr) {
+    let embedded = embedded_ipv4(addr).map(IpAddr::V4);
+    let listed = |a: IpAddr| allow.iter().any(|n| n.contains(&a));
+    let global = is_global(addr) && embedded.is_none_or(is_global);
+    if global || listed(addr) || embedded.is_some_and(listed) {
         Ok(())
     } else {
         Err(BlockedTarget { addr })
     }
 }
 
-fn canonical(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
-        v4 => v4,
+/// The IPv4 address an IPv6 address stands for on the way to its target:
+/// IPv4-mapped (`::ffff:0:0/96`), IPv4-compatible (`::/96`), NAT64's
+/// well-known prefix (`64:ff9b::/96`, RFC 6052) and 6to4 (`2002::/16`, the
+/// IPv4 address in bits 16..48, RFC 3056).
+fn embedded_ipv4(addr: IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V6(v6) = addr else { return None };
+    let s = v6.segments();
+    let last32 = |v6: Ipv6Addr| Ipv4Addr::from_bits(v6.to_bits() as u32);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0, 0, _, _] => Some(last32(v6)),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last32(v6)),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::from_bits((u32::from(hi) << 16) | u32::from(lo))),
+        _ => None,
     }
 }
 
@@ -158,11 +173,109 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_forms_of_internal_ipv4_are_refused() {
+        for a in [
+            "::7f00:1",           // IPv4-compatible 127.0.0.1
+            "::10.0.0.1",         // the same, dotted
+            "64:ff9b::7f00:1",    // NAT64 of 127.0.0.1
+            "64:ff9b::a9fe:a9fe", // NAT64 of 169.254.169.254
+            "2002:7f00:1::",      // 6to4 of 127.0.0.1
+            "2002:c0a8:101::1",   // 6to4 of 192.168.1.1
+            "fec0::1",            // deprecated site-local
+        ] {
+            assert!(!ok(a, &[]), "{a} should be refused");
+        }
+        assert!(ok("64:ff9b::7f00:1", &["127.0.0.0/8"]));
+        assert!(ok("64:ff9b::7f00:1", &["64:ff9b::/96"]));
+        assert!(ok("64:ff9b::808:808", &[]), "NAT64 of a global address");
+        assert!(ok("2002:808:808::1", &[]), "6to4 of a global address");
+    }
+
+    #[test]
     fn allow_targets_open_exactly_their_cidr() {
         assert!(ok("127.0.0.1", &["127.0.0.0/8"]));
         assert!(ok("::ffff:127.0.0.1", &["127.0.0.0/8"]));
         assert!(!ok("10.0.0.1", &["127.0.0.0/8"]));
         assert!(ok("10.9.9.9", &["10.9.0.0/16"]));
         assert!(!ok("10.10.0.1", &["10.9.0.0/16"]));
+    }
+
+    mod properties {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+        use ipnet::IpNet;
+        use proptest::prelude::*;
+
+        use super::super::{NON_GLOBAL, check};
+
+        fn v4_blocks() -> Vec<ipnet::Ipv4Net> {
+            NON_GLOBAL
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V4(n) => Some(*n),
+                    IpNet::V6(_) => None,
+                })
+                .collect()
+        }
+
+        /// Any address inside one of the non-global IPv4 blocks.
+        fn non_global_v4() -> impl Strategy<Value = Ipv4Addr> {
+            let blocks = v4_blocks();
+            (0..blocks.len(), any::<u32>()).prop_map(move |(i, bits)| {
+                let net = blocks[i];
+                Ipv4Addr::from_bits(net.network().to_bits() | (bits & net.hostmask().to_bits()))
+            })
+        }
+
+        fn global_v4() -> impl Strategy<Value = Ipv4Addr> {
+            let blocks = v4_blocks();
+            any::<u32>()
+                .prop_map(Ipv4Addr::from_bits)
+                .prop_filter("global", move |a| !blocks.iter().any(|n| n.contains(a)))
+        }
+
+        /// Every IPv6 form that carries `v4`; `noise` fills the bits 6to4
+        /// leaves to the site (subnet and interface id).
+        fn embeddings(v4: Ipv4Addr, noise: u128) -> Vec<Ipv6Addr> {
+            let v4 = u128::from(v4.to_bits());
+            vec![
+                Ipv6Addr::from_bits((0xffff << 32) | v4),
+                Ipv6Addr::from_bits(v4),
+                Ipv6Addr::from_bits((0x64_ff9b << 96) | v4),
+                Ipv6Addr::from_bits((0x2002 << 112) | (v4 << 80) | (noise & ((1 << 80) - 1))),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4096))]
+
+            #[test]
+            fn every_ipv6_form_of_a_non_global_ipv4_is_refused(
+                v4 in non_global_v4(),
+                noise in any::<u128>(),
+            ) {
+                prop_assert!(check(IpAddr::V4(v4), &[]).is_err());
+                for v6 in embeddings(v4, noise) {
+                    prop_assert!(check(IpAddr::V6(v6), &[]).is_err(), "{} carries {}", v6, v4);
+                }
+            }
+
+            #[test]
+            fn every_ipv6_form_of_a_global_ipv4_is_allowed(
+                v4 in global_v4(),
+                noise in any::<u128>(),
+            ) {
+                prop_assert!(check(IpAddr::V4(v4), &[]).is_ok());
+                for v6 in embeddings(v4, noise) {
+                    prop_assert!(check(IpAddr::V6(v6), &[]).is_ok(), "{} carries {}", v6, v4);
+                }
+            }
+
+            #[test]
+            fn site_local_is_refused(low in any::<u128>()) {
+                let v6 = Ipv6Addr::from_bits((0xfec0 << 112) | (low >> 10));
+                prop_assert!(check(IpAddr::V6(v6), &[]).is_err(), "{}", v6);
+            }
+        }
     }
 }

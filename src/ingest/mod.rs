@@ -103,6 +103,7 @@ pub async fn post_events(
             "weir is shutting down; retry shortly",
         ));
     }
+    crate::api::require_json(&headers).inspect_err(|_| reject("unsupported_media_type"))?;
     let config = app.config.load_full();
     let principal = app
         .principal(&headers)

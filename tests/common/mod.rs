@@ -275,7 +275,7 @@ impl Weir {
     /// a real deployment's does (so the CLI can find it from the file).
     pub async fn start_listening(config: impl Fn(std::net::SocketAddr) -> String) -> Weir {
         let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = weir::listen::bind(([127, 0, 0, 1], 0).into()).unwrap();
         let addr = listener.local_addr().unwrap();
         std::fs::write(dir.path().join("config.toml"), config(addr)).unwrap();
         Self::boot_on(dir, listener, Arc::new(weir::event::SystemClock)).await
@@ -286,7 +286,7 @@ impl Weir {
         dir: tempfile::TempDir,
         clock: Arc<dyn weir::event::Clock>,
     ) -> Weir {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = weir::listen::bind(([127, 0, 0, 1], 0).into()).unwrap();
         Self::boot_on(dir, listener, clock).await
     }
 
@@ -334,11 +334,12 @@ impl Weir {
         }
     }
 
-    /// POSTs raw bytes to /v1/events.
+    /// POSTs raw bytes to /v1/events, declared as JSON.
     pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
         let res = self
             .client
             .post(format!("{}/v1/events", self.url))
+            .header("content-type", "application/json")
             .body(body)
             .send()
             .await
