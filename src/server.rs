@@ -32,7 +32,7 @@ use crate::plugin::Plugins;
 use crate::store::{SqliteStore, Store};
 
 /// How long shutdown waits for attempts on the wire.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(25);
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(25);
 
 /// State shared by every HTTP handler.
 pub struct App {
