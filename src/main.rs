@@ -1,6 +1,7 @@
 //! The `weir` binary: parse the command line, set up logging, hand over.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser as _;
 use weir::cli::{Cli, LogFormat};
@@ -27,7 +28,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(weir::commands::run(cli.command)) {
+    let result = runtime.block_on(weir::commands::run(cli.command));
+    // A task stuck in a blocking call must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(weir::commands::Failure::User(lines)) => {
             for line in lines {
@@ -42,9 +46,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Targets kept at `info` unless `WEIR_LOG` names them: the file watcher's
+/// crates log every filesystem event at trace, and with stderr written next
+/// to config.toml every log line is such an event, which logs another.
+const QUIET_TARGETS: [&str; 2] = ["notify", "inotify"];
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::EnvFilter;
+    let spec = std::env::var("WEIR_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_new(&spec)
+        .ok()
+        .filter(|_| !spec.is_empty())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    for target in QUIET_TARGETS {
+        if !spec.contains(target) {
+            filter =
+                filter.add_directive(format!("{target}=info").parse().expect("a valid directive"));
+        }
+    }
     use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -64,22 +64,21 @@ pub async fn watch(app: Arc<App>, stop: CancellationToken) {
             }
         }
     };
-    let mut watcher = match notify::recommended_watcher(handler) {
-        Ok(w) => w,
-        Err(e) => {
-            error!(error = %e, "cannot watch files; live reload is off");
-            return;
-        }
-    };
     let config_dir = config_path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    for dir in [&config_dir, &plugins_dir] {
-        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-            warn!(dir = %dir.display(), error = %e, "cannot watch directory; live reload is off for it");
-        }
-    }
+    // notify's calls wait for its own thread: they run off the runtime's
+    // workers, and a shutdown does not wait for them.
+    let setup =
+        tokio::task::spawn_blocking(move || start_watcher(handler, [config_dir, plugins_dir]));
+    let _watcher = tokio::select! {
+        started = setup => match started {
+            Ok(Some(watcher)) => watcher,
+            _ => return,
+        },
+        _ = stop.cancelled() => return,
+    };
     // Changes that landed before the watcher was in place.
     rescan_plugins(&app).await;
     reload_config(&app).await;
@@ -110,6 +109,27 @@ pub async fn watch(app: Arc<App>, stop: CancellationToken) {
     }
 }
 
+fn start_watcher(
+    handler: impl notify::EventHandler,
+    dirs: [PathBuf; 2],
+) -> Option<notify::RecommendedWatcher> {
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            error!(error = %e, "cannot watch files; live reload is off");
+            return None;
+        }
+    };
+    for dir in &dirs {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            warn!(dir = %dir.display(), error = %e, "cannot watch directory; live reload is off for it");
+        }
+    }
+    Some(watcher)
+}
+
+/// Which reload a change to `path` calls for; `None` for every file weir
+/// does not read (its own log among them), before anything is logged.
 fn classify(path: &Path, config: &Path, plugins_dir: &Path) -> Option<Changed> {
     let name = path.file_name()?.to_str()?;
     if name.starts_with('.')

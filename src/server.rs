@@ -34,7 +34,7 @@ use crate::plugin::Plugins;
 use crate::store::{SqliteStore, Store};
 
 /// How long shutdown waits for attempts on the wire.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(25);
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(25);
 
 /// Runs weir on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -217,8 +217,16 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 /// Resolves the caller once per request; handlers take it as an extension
-/// and check the scope they need.
+/// and check the scope they need. A write that carries a body type other
+/// than JSON is refused first: that is what a cross-site form sends, even to
+/// routes that read no body (replay, test, enable).
 async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    if req.method() != axum::http::Method::GET
+        && req.headers().contains_key(header::CONTENT_TYPE)
+        && let Err(e) = crate::api::require_json(req.headers())
+    {
+        return e.into_response();
+    }
     match app.principal(req.headers()) {
         Ok(p) => {
             req.extensions_mut().insert(p);

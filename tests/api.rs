@@ -765,6 +765,16 @@ async fn bad_webhooks_get_clear_answers_and_change_nothing() {
         json!({"id": "dup", "url": "http://127.0.0.1:9/"}),
     )
     .await;
+    // A cross-site form to a route that reads no body is refused all the same.
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks/dup/test", weir.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("a=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    assert!(weir.all_deliveries("webhook=dup").await.is_empty());
     let (status, answer) = weir
         .call(
             Method::POST,

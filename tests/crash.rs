@@ -129,3 +129,33 @@ async fn sigterm_finishes_in_flight_attempts_and_exits_cleanly() {
     weir.child.kill().unwrap();
     weir.child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_weir_while_a_client_holds_half_a_request() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout_secs = 2\n",
+    )
+    .unwrap();
+    let weir = spawn(dir.path());
+    let addr = weir.url.trim_start_matches("http://").to_owned();
+    let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    held.write_all(b"POST /v1/events HTTP/1.1\r\nhost: w\r\n")
+        .await
+        .unwrap();
+    // Connections are accepted in order: once this one is answered, weir
+    // holds the half request above.
+    let r = reqwest::get(format!("{}/healthz", weir.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let started = Instant::now();
+    let status = weir.terminate_within(weir::commands::EXIT_DEADLINE).await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+}

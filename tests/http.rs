@@ -1,6 +1,6 @@
 //! The HTTP layer under clients that misbehave below the API: trickling
-//! heads and bodies, and too many connections. Each gets an answer in the
-//! API's JSON error shape before its connection is closed.
+//! heads and bodies, too many connections, and requests hyper cannot parse.
+//! Every answer, even to those, is the API's JSON error shape.
 
 mod common;
 
@@ -59,6 +59,67 @@ async fn exchange(addr: &str, request: Vec<u8>) -> Answer {
 
 fn addr(weir: &Weir) -> String {
     weir.url.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_hyper_cannot_parse_get_json_errors() {
+    let weir = Weir::start("", &[]).await;
+    let addr = addr(&weir);
+    let many: String = (0..101).map(|i| format!("x-h{i}: 1\r\n")).collect();
+    let huge = format!("x-big: {}\r\n", "a".repeat(1 << 20));
+    for (what, request, status, code) in [
+        (
+            "a bad Content-Length",
+            "POST /v1/events HTTP/1.1\r\nhost: w\r\ncontent-length: 12abc\r\n\r\n".to_owned(),
+            400,
+            "bad_request",
+        ),
+        (
+            "two Content-Lengths",
+            "POST /v1/events HTTP/1.1\r\nhost: w\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n{}"
+                .to_owned(),
+            400,
+            "bad_request",
+        ),
+        (
+            "HTTP/0.9",
+            "GET /healthz\r\n\r\n".to_owned(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a bad method",
+            "G(T /healthz HTTP/1.1\r\nhost: w\r\n\r\n".to_owned(),
+            400,
+            "bad_request",
+        ),
+        (
+            "101 headers",
+            format!("GET /healthz HTTP/1.1\r\nhost: w\r\n{many}\r\n"),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "a 1 MB header",
+            format!("GET /healthz HTTP/1.1\r\nhost: w\r\n{huge}\r\n"),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "a path that is not UTF-8",
+            "GET /v1/webhooks/%FF HTTP/1.1\r\nhost: w\r\nconnection: close\r\n\r\n".to_owned(),
+            400,
+            "bad_request",
+        ),
+    ] {
+        let answer = exchange(&addr, request.into_bytes()).await;
+        println!("{what}: {answer:?}");
+        answer.is_error(status, code);
+    }
+    // After all that, a plain request is served as before.
+    let (status, _) = weir.get("/healthz").await;
+    assert_eq!(status, 200);
+    weir.stop().await;
 }
 
 /// Writes `head`, then `bytes` every 200 ms until the connection fails.

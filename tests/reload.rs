@@ -317,3 +317,34 @@ async fn a_broken_plugin_is_rejected_and_a_deleted_one_follows_on_error() {
     );
     weir.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_log_beside_the_config_does_not_feed_the_watcher() {
+    let sub = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("{}{}", preamble(), hook("a", &sub.url("/"), "")),
+    )
+    .unwrap();
+    // Every line weir logs is a change in the directory it watches.
+    let log = dir.path().join("weir.log");
+    let weir = common::process::spawn_logging_to(dir.path(), &log, |cmd| {
+        cmd.env("WEIR_LOG", "trace");
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/events", weir.url))
+        .json(&json!({"id": "traced", "type": "x.y", "data": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    sub.wait_for(1).await;
+    let status = weir.terminate_within(weir::commands::EXIT_DEADLINE).await;
+    assert!(status.success(), "{status:?}");
+    // The log's own changes were ignored before anything logged them.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let about_itself = text.lines().filter(|l| l.contains("weir.log")).count();
+    assert_eq!(about_itself, 0, "{} bytes of log", text.len());
+    assert!(text.contains("weir is serving") && text.contains("stopped"));
+}

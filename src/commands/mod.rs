@@ -5,9 +5,11 @@ mod manage;
 mod remote;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
 
 use crate::cli::{Command, PluginCommand};
 use crate::config::{Config, PluginLimits};
@@ -77,33 +79,70 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e| Failure::User(e.problems))
 }
 
+/// From the first SIGTERM or Ctrl-C to exit, at most: requests in progress,
+/// deliveries on the wire, then a few seconds for the store.
+pub const EXIT_DEADLINE: Duration = Duration::from_secs(
+    crate::listen::SHUTDOWN_GRACE.as_secs() + crate::server::DRAIN_DEADLINE.as_secs() + 5,
+);
+
 async fn serve(path: &Path) -> Result<(), Failure> {
     let config = load_config(path)?;
     let listener = crate::listen::bind(config.server.listen)
         .map_err(|e| user(format!("cannot listen on {}: {e}", config.server.listen)))?;
-    crate::server::run(config, listener, shutdown_signal()).await?;
-    Ok(())
+    let mut signals = Signals::new().context("listening for signals")?;
+    let stop = CancellationToken::new();
+    let server = crate::server::run(config, listener, stop.clone().cancelled_owned());
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return Ok(result?),
+        () = signals.recv() => stop.cancel(),
+    }
+    // Shutdown is ordered and bounded; this bounds it again, whatever hangs.
+    tokio::select! {
+        result = server => Ok(result?),
+        () = signals.recv() => {
+            warn!("second signal: exiting without finishing the shutdown");
+            Ok(())
+        }
+        () = tokio::time::sleep(EXIT_DEADLINE) => {
+            error!(deadline_secs = EXIT_DEADLINE.as_secs(), "shutdown did not finish in time; exiting");
+            Ok(())
+        }
+    }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C and SIGTERM, caught from creation on: before, either ends the
+/// process on the spot, with no orderly shutdown.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Resolves on the next Ctrl-C or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

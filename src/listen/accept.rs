@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use super::answer;
+use super::wire::JsonErrors;
 use crate::config::Config;
 use crate::error::ApiError;
 
@@ -217,7 +218,7 @@ async fn connection(
         .max_header_size(MAX_HEAD_BYTES)
         // Also bounds a head that never ends, which max_header_size does not.
         .max_buf_size(MAX_HEAD_BYTES)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(JsonErrors::new(stream)), service);
     let mut stopping = pin!(stop.cancelled());
     let mut asked_to_stop = false;
     // Without shutdown: the socket comes back for a last answer and a linger.

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 use super::PATIENCE;
 
@@ -17,6 +17,29 @@ impl Process {
         self.child.id() as i32
     }
 
+    /// Sends SIGTERM and waits for the exit, failing the test (and killing
+    /// weir) if it takes longer than `deadline`.
+    pub async fn terminate_within(mut self, deadline: std::time::Duration) -> ExitStatus {
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let exited = tokio::time::timeout(deadline, async {
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return status;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        match exited {
+            Ok(status) => status,
+            Err(_) => {
+                self.child.kill().unwrap();
+                self.child.wait().unwrap();
+                panic!("SIGTERM did not end weir within {deadline:?}");
+            }
+        }
+    }
+
     pub fn kill(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
@@ -28,14 +51,57 @@ pub fn spawn(dir: &Path) -> Process {
     spawn_with(dir, |_| {})
 }
 
-/// [`spawn`], letting the test adjust the command first.
-pub fn spawn_with(dir: &Path, adjust: impl FnOnce(&mut Command)) -> Process {
+fn serve(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
     cmd.args(["serve", "--config"])
         .arg(dir.join("config.toml"))
         .env("WEIR_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null());
+    cmd
+}
+
+/// The address in weir's "serving" log line.
+fn serving_addr(line: &str) -> Option<String> {
+    if !line.contains("weir is serving") {
+        return None;
+    }
+    let i = line.find("addr=")?;
+    Some(
+        line[i + 5..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect(),
+    )
+}
+
+/// [`spawn_with`], with stderr written to the file `log` instead.
+pub fn spawn_logging_to(dir: &Path, log: &Path, adjust: impl FnOnce(&mut Command)) -> Process {
+    let mut cmd = serve(dir);
+    cmd.stderr(std::fs::File::create(log).unwrap());
+    adjust(&mut cmd);
+    let child = cmd.spawn().expect("weir starts");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let addr = loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(addr) = text.lines().find_map(serving_addr) {
+            break addr;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "weir never printed its address"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Process {
+        child,
+        url: format!("http://{addr}"),
+    }
+}
+
+/// [`spawn`], letting the test adjust the command first.
+pub fn spawn_with(dir: &Path, adjust: impl FnOnce(&mut Command)) -> Process {
+    let mut cmd = serve(dir);
     adjust(&mut cmd);
     let mut child = cmd.spawn().expect("weir starts");
     let stderr = child.stderr.take().unwrap();
@@ -46,11 +112,7 @@ pub fn spawn_with(dir: &Path, adjust: impl FnOnce(&mut Command)) -> Process {
             if std::env::var_os("WEIR_TEST_ECHO").is_some() {
                 eprintln!("weir: {line}");
             }
-            if !sent && let Some(i) = line.find("addr=") {
-                let addr: String = line[i + 5..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
+            if !sent && let Some(addr) = serving_addr(&line) {
                 let _ = tx.send(addr);
                 sent = true;
             }
