@@ -691,7 +691,7 @@ async fn bad_webhooks_get_clear_answers_and_change_nothing() {
         (
             json!({"url": "http://10.0.0.7/hook"}),
             400,
-            "url: refused target 10.0.0.7",
+            "url: refused target 10.0.0.7 (private)",
         ),
         (
             json!({"url": "http://127.0.0.1:9/", "events": ["Record.*"]}),

@@ -11,45 +11,48 @@ use std::sync::{Arc, LazyLock};
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Address blocks that are never global (RFC 6890 and friends).
-static NON_GLOBAL: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
+/// Address blocks that are never global (RFC 6890 and friends), with the
+/// name a refusal gives them.
+static NON_GLOBAL: LazyLock<Vec<(IpNet, &'static str)>> = LazyLock::new(|| {
     [
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.0.2.0/24",
-        "192.88.99.0/24",
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/4",
-        "240.0.0.0/4",
-        "::/128",
-        "::1/128",
-        "64:ff9b:1::/48",
-        "100::/64",
-        "2001::/23",
-        "2001:db8::/32",
-        "fc00::/7",
-        "fe80::/10",
-        "fec0::/10",
-        "ff00::/8",
+        ("0.0.0.0/8", "\"this network\""),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "shared address space (carrier-grade NAT)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "IETF protocol assignments"),
+        ("192.0.2.0/24", "documentation"),
+        ("192.88.99.0/24", "6to4 relay anycast"),
+        ("192.168.0.0/16", "private"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("64:ff9b:1::/48", "local-use NAT64"),
+        ("100::/64", "discard-only"),
+        ("2001::/23", "IETF protocol assignments"),
+        ("2001:db8::/32", "documentation"),
+        ("fc00::/7", "unique local (private)"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local (deprecated)"),
+        ("ff00::/8", "multicast"),
     ]
     .iter()
-    .map(|s| s.parse().expect("valid CIDR"))
+    .map(|(s, class)| (s.parse().expect("valid CIDR"), *class))
     .collect()
 });
 
 /// Why a target was refused.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("refused target {addr}: not a global address and not in allow_targets")]
+#[error("refused target {addr} ({class}): not a global address and not in allow_targets")]
 pub struct BlockedTarget {
     pub addr: IpAddr,
+    /// The kind of address it is (`loopback`, `private`, ...).
+    pub class: &'static str,
 }
 
 /// Whether `addr` may be contacted given the operator's `allow`: it, or the
@@ -61,7 +64,10 @@ pub fn check(addr: IpAddr, allow: &[IpNet]) -> Result<(), BlockedTarget> {
     if global || listed(addr) || embedded.is_some_and(listed) {
         Ok(())
     } else {
-        Err(BlockedTarget { addr })
+        let class = class_of(addr)
+            .or_else(|| embedded.and_then(class_of))
+            .unwrap_or("not global");
+        Err(BlockedTarget { addr, class })
     }
 }
 
@@ -81,8 +87,16 @@ fn embedded_ipv4(addr: IpAddr) -> Option<Ipv4Addr> {
     }
 }
 
+/// The name of the non-global block `addr` is in, if any.
+fn class_of(addr: IpAddr) -> Option<&'static str> {
+    NON_GLOBAL
+        .iter()
+        .find(|(net, _)| net.contains(&addr))
+        .map(|(_, class)| *class)
+}
+
 fn is_global(addr: IpAddr) -> bool {
-    !NON_GLOBAL.iter().any(|n| n.contains(&addr))
+    class_of(addr).is_none()
 }
 
 /// A resolver that drops every address the guard refuses, failing the lookup
@@ -211,7 +225,7 @@ mod tests {
         fn v4_blocks() -> Vec<ipnet::Ipv4Net> {
             NON_GLOBAL
                 .iter()
-                .filter_map(|n| match n {
+                .filter_map(|(n, _)| match n {
                     IpNet::V4(n) => Some(*n),
                     IpNet::V6(_) => None,
                 })
