@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tracing::error;
 
-use crate::config::{Config, Problem, Secret, Webhook};
+use crate::config::{Config, Problem, Webhook};
 use crate::router::Table;
 use crate::store::{Store, StoreError, StoredWebhook};
 
@@ -66,9 +66,4 @@ pub async fn load(config: &Config, store: &dyn Store) -> Result<Table, TableErro
         }
     }
     table(config, api)
-}
-
-/// A new secret for a webhook the API creates without one.
-pub fn new_secret() -> String {
-    Secret::generate()
 }

@@ -20,7 +20,7 @@ use crate::api::{self, ErrorBody, RotateSecret, SecretRotated, TestSent, Webhook
 use crate::app::App;
 use crate::auth::Principal;
 use crate::catalog;
-use crate::config::{Config, Problem, Source, Webhook, WebhookSpec};
+use crate::config::{Config, Problem, Secret, Source, Webhook, WebhookSpec};
 use crate::error::ApiError;
 use crate::event::{Event, Millis, rfc3339};
 use crate::store::{Ingested, NewEvent, StoredSecret, StoredWebhook, Target, WebhookConflict};
@@ -130,7 +130,7 @@ pub async fn create(
         .clone();
     let mut secrets = spec.secrets.take().unwrap_or_default();
     if secrets.is_empty() {
-        secrets.push(catalog::new_secret());
+        secrets.push(Secret::generate());
     }
     let now = app.clock.now();
     let stored = StoredWebhook {
@@ -290,7 +290,7 @@ pub async fn rotate_secret(
         return Err(ApiError::not_found("webhook", &id));
     };
     let expires = now + (overlap as Millis) * 1000;
-    let secret = catalog::new_secret();
+    let secret = Secret::generate();
     let mut after = before.clone();
     after.secrets = rotated(&before.secrets, &secret, now, expires);
     after.updated_at = now;
