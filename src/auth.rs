@@ -85,6 +85,11 @@ impl Tokens {
         }
     }
 
+    /// Replaces every record (another node changed the store).
+    pub fn replace(&self, list: Vec<TokenRecord>) {
+        *self.by_hash.write().expect("tokens") = list.into_iter().map(|t| (t.hash, t)).collect();
+    }
+
     /// Adds or replaces (a revocation) one record.
     pub fn put(&self, t: TokenRecord) {
         self.by_hash.write().expect("tokens").insert(t.hash, t);

@@ -32,6 +32,11 @@ pub enum Command {
         #[arg(long, env = "WEIR_CONFIG", default_value = "config.toml")]
         config: PathBuf,
     },
+    /// Apply pending store migrations and exit (`weir serve` applies them too).
+    Migrate {
+        #[arg(long, env = "WEIR_CONFIG", default_value = "config.toml")]
+        config: PathBuf,
+    },
     /// Validate the config and every plugin it names; exit 1 on errors.
     Check {
         #[arg(long, env = "WEIR_CONFIG", default_value = "config.toml")]

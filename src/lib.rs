@@ -11,6 +11,7 @@ pub mod auth;
 pub mod bench;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod deliver;

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub plugin_calls: IntCounterVec,
     pub plugin_seconds: HistogramVec,
     pub reloads: IntCounterVec,
+    /// `weir_node_info{node="..."} 1`: which node these figures are from.
+    pub node_info: IntGaugeVec,
 }
 
 impl Metrics {
@@ -53,7 +55,16 @@ impl Metrics {
         registry
             .register(Box::new(queue_depth.clone()))
             .expect("register");
+        let node_info = IntGaugeVec::new(
+            Opts::new("weir_node_info", "This node's id (always 1)"),
+            &["node"],
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(node_info.clone()))
+            .expect("register");
         Metrics {
+            node_info,
             events_received: counter(
                 "weir_events_received_total",
                 "Events received on /v1/events",

@@ -237,6 +237,12 @@ fn immutable_unchanged(old: &Config, new: &Config) -> Result<(), String> {
     if o.plugins_dir != n.plugins_dir {
         changed.push("server.plugins_dir");
     }
+    if o.node_id != n.node_id {
+        changed.push("server.node_id");
+    }
+    if old.store != new.store {
+        changed.push("store");
+    }
     if changed.is_empty() {
         Ok(())
     } else {

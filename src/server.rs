@@ -24,14 +24,14 @@ use tracing::{info, warn};
 use crate::admin;
 use crate::app::App;
 use crate::auth::Tokens;
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::deliver::{Deliverer, Shared};
 use crate::error::ApiError;
 use crate::event::{Clock, SystemClock};
 use crate::ingest;
 use crate::metrics::Metrics;
 use crate::plugin::Plugins;
-use crate::store::{SqliteStore, Store};
+use crate::store::{PgStore, SqliteStore, Store};
 
 /// How long shutdown waits for attempts on the wire.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(25);
@@ -57,9 +57,9 @@ pub async fn run_with_clock(
     if !addr.ip().is_loopback() && config.server.admin_token.is_none() {
         warn!(%addr, "listening on a non-loopback address WITHOUT an admin token: anyone who can reach it can read the delivery log and replay deliveries; set [server] admin_token or WEIR_ADMIN_TOKEN");
     }
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&config.server.data_dir).context("opening the store")?);
+    let (store, node) = open_store(&config).await?;
     let metrics = Arc::new(Metrics::new());
+    metrics.node_info.with_label_values(&[node.as_str()]).set(1);
     let plugins =
         Arc::new(Plugins::new(&config, metrics.clone()).context("starting the plugin host")?);
     std::fs::create_dir_all(&config.server.plugins_dir)
@@ -87,6 +87,7 @@ pub async fn run_with_clock(
         metrics: metrics.clone(),
         clock: clock.clone(),
         outbound: tokio::sync::Semaphore::new(crate::deliver::MAX_OUTBOUND),
+        node: node.clone(),
     });
     let deliverer = Arc::new(Deliverer::new(
         shared,
@@ -110,8 +111,15 @@ pub async fn run_with_clock(
     });
     tracker.spawn(crate::reload::watch(app.clone(), stop_workers.clone()));
     tracker.spawn(retention(app.clone(), stop_workers.clone()));
+    if let Some(changes) = store.changes() {
+        tracker.spawn(crate::cluster::follow(
+            app.clone(),
+            changes,
+            stop_workers.clone(),
+        ));
+    }
 
-    info!(%addr, version = env!("CARGO_PKG_VERSION"), "weir is serving");
+    info!(%addr, %node, version = env!("CARGO_PKG_VERSION"), "weir is serving");
     let shutting_down = app.shutting_down.clone();
     let stopping = async move {
         shutdown.await;
@@ -127,10 +135,43 @@ pub async fn run_with_clock(
     {
         warn!("attempts still in flight at the shutdown deadline; they will be retried on restart");
     }
+    store.close().await;
     drop(app);
     drop(deliverer);
     info!("stopped");
     Ok(())
+}
+
+/// Opens the configured store; returns it with this node's id.
+async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    use anyhow::Context as _;
+    match &config.store {
+        StoreConfig::Sqlite => {
+            let store = SqliteStore::open(&config.server.data_dir).context("opening the store")?;
+            let node = config
+                .server
+                .node_id
+                .clone()
+                .unwrap_or_else(|| "local".into());
+            Ok((Arc::new(store), node))
+        }
+        StoreConfig::Postgres {
+            url,
+            pool_size,
+            lease,
+        } => {
+            let store = PgStore::open(crate::store::postgres::Options {
+                url: url.clone(),
+                pool_size: *pool_size,
+                lease: *lease,
+                node_id: config.server.node_id.clone(),
+            })
+            .await
+            .context("opening the PostgreSQL store")?;
+            let node = store.node().to_owned();
+            Ok((Arc::new(store), node))
+        }
+    }
 }
 
 pub fn routes(app: Arc<App>) -> Router {
@@ -197,7 +238,8 @@ pub fn routes(app: Arc<App>) -> Router {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     if let Ok(depths) = app.store.queue_depths().await {
         app.metrics.queue_depth.reset();
-        let depth: std::collections::HashMap<String, u64> = depths.into_iter().collect();
+        let depth: std::collections::HashMap<String, u64> =
+            depths.into_iter().map(|d| (d.webhook, d.live)).collect();
         for hook in app.hooks.load().all() {
             let n = depth.get(&hook.id).copied().unwrap_or(0);
             app.metrics

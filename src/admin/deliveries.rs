@@ -126,6 +126,7 @@ pub async fn get(
                 error: a.error,
                 latency_ms: a.latency_ms,
                 response: a.response,
+                node: a.node,
             })
             .collect(),
     }))

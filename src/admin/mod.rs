@@ -30,6 +30,14 @@ pub fn json_body<T: DeserializeOwned>(
     if empty {
         return Ok(None);
     }
+    // Every API body is an object; serde would also read a struct from an
+    // array (`[]` as a RotateSecret with every field left out).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "invalid type: the body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(body)
         .map(Some)
         .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))

@@ -34,8 +34,8 @@ pub async fn create(
         return Err(bad("scopes: name at least one scope"));
     }
     if let Some(owner) = &req.owner {
-        if owner.is_empty() || owner.len() > 256 {
-            return Err(bad("owner: must be 1..=256 characters"));
+        if let Err(why) = crate::ingest::envelope::check_id(owner) {
+            return Err(bad(&format!("owner: {why}")));
         }
         if req.scopes.contains(&Scope::Admin) {
             return Err(bad(

@@ -504,7 +504,13 @@ async fn install(
 }
 
 async fn queue_depths(app: &App) -> Result<std::collections::HashMap<String, u64>, ApiError> {
-    Ok(app.store.queue_depths().await?.into_iter().collect())
+    Ok(app
+        .store
+        .queue_depths()
+        .await?
+        .into_iter()
+        .map(|d| (d.webhook, d.live))
+        .collect())
 }
 
 fn depth(depths: &std::collections::HashMap<String, u64>, id: &str) -> u64 {

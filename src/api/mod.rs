@@ -238,6 +238,8 @@ pub struct AttemptView {
     pub latency_ms: u64,
     /// The first 1 KiB of the answer's body.
     pub response: String,
+    /// The weir node that made the attempt.
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -39,6 +39,7 @@ pub async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Serve { config } => serve(&config).await,
         Command::Check { config } => check(&config),
+        Command::Migrate { config } => migrate(&config).await,
         Command::Plugin {
             command:
                 PluginCommand::Run {
@@ -109,6 +110,25 @@ async fn serve(path: &Path) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Applies pending migrations to the configured store and says where it is.
+async fn migrate(path: &Path) -> Result<(), Failure> {
+    let config = load_config(path)?;
+    let version = match &config.store {
+        crate::config::StoreConfig::Sqlite => {
+            drop(
+                crate::store::SqliteStore::open(&config.server.data_dir)
+                    .map_err(|e| user(e.to_string()))?,
+            );
+            crate::store::migrate::latest()
+        }
+        crate::config::StoreConfig::Postgres { url, .. } => crate::store::PgStore::migrate(url)
+            .await
+            .map_err(|e| user(e.to_string()))?,
+    };
+    println!("store schema at version {version}");
+    Ok(())
 }
 
 /// Ctrl-C and SIGTERM, caught from creation on: before, either ends the

@@ -7,6 +7,7 @@
 
 mod lines;
 mod raw;
+mod store;
 mod toml_error;
 pub mod webhook;
 
@@ -27,6 +28,7 @@ use crate::event::Millis;
 use crate::router::glob::Glob;
 use lines::{Lines, line_of};
 use raw::RawConfig;
+pub use store::{DatabaseUrl, StoreConfig};
 pub use webhook::{DeliveryDefaults, Origin, PluginSpec, Problem, WebhookSpec};
 
 /// Everything weir runs on, resolved and validated.
@@ -40,6 +42,8 @@ pub struct Config {
     pub delivery: DeliveryDefaults,
     /// `[delivery] allow_targets`, parsed.
     pub allow_targets: Vec<IpNet>,
+    /// `[store]`: where events, deliveries and the catalog live.
+    pub store: StoreConfig,
     /// The `[[webhooks]]` tables; API webhooks live in the store.
     pub webhooks: Vec<Arc<Webhook>>,
 }
@@ -63,6 +67,9 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// This node's name in a cluster; `None` = hostname plus a random
+    /// suffix, chosen at start.
+    pub node_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -378,6 +385,19 @@ impl Validator<'_> {
             header_read_timeout: Duration::from_secs(s.header_read_timeout_secs.max(1)),
             body_read_timeout: Duration::from_secs(s.body_read_timeout_secs.max(1)),
             max_connections: s.max_connections.max(1),
+            node_id: Some(s.node_id).filter(|n| !n.is_empty()),
+        };
+        if let Some(n) = &server.node_id
+            && !plugin_name_ok(n)
+        {
+            self.problem("server.node_id", "use 1-64 letters, digits, '-' or '_'");
+        }
+        let store = match store::resolve(raw.store, std::env::var("WEIR_DATABASE_URL").ok()) {
+            Ok(s) => s,
+            Err((key, message)) => {
+                self.problem(key, message);
+                StoreConfig::Sqlite
+            }
         };
         let plugins = PluginLimits {
             timeout: Duration::from_millis(raw.plugins.timeout_ms.max(1)),
@@ -432,6 +452,7 @@ impl Validator<'_> {
             plugins,
             delivery,
             allow_targets,
+            store,
             webhooks,
         }
     }

@@ -15,7 +15,29 @@ pub struct RawConfig {
     #[serde(default)]
     pub plugins: RawPlugins,
     #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
     pub webhooks: Vec<WebhookSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub backend: String,
+    pub url: String,
+    pub pool_size: usize,
+    pub lease_secs: u64,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            backend: "sqlite".into(),
+            url: String::new(),
+            pool_size: 16,
+            lease_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +54,7 @@ pub struct RawServer {
     pub header_read_timeout_secs: u64,
     pub body_read_timeout_secs: u64,
     pub max_connections: usize,
+    pub node_id: String,
 }
 
 impl Default for RawServer {
@@ -48,6 +71,7 @@ impl Default for RawServer {
             header_read_timeout_secs: 5,
             body_read_timeout_secs: 10,
             max_connections: 1024,
+            node_id: String::new(),
         }
     }
 }

@@ -182,8 +182,11 @@ pub fn validate(spec: &WebhookSpec, cx: &Context<'_>) -> Result<Webhook, Vec<Pro
         if owners.len() > MAX_LIST {
             p.add("owners", format!("must list at most {MAX_LIST} owners"));
         }
-        if owners.iter().any(|o| o.is_empty() || o.len() > 256) {
-            p.add("owners", "each owner must be 1..=256 characters");
+        if let Some(why) = owners
+            .iter()
+            .find_map(|o| crate::ingest::envelope::check_id(o).err())
+        {
+            p.add("owners", format!("each owner {why}"));
         }
     }
     let ordering = match spec.ordering.as_deref() {

@@ -87,6 +87,7 @@ pub async fn send(
                 error: None,
                 latency_ms,
                 response,
+                node: None,
             },
         },
         Err(error) => Outcome {
@@ -97,6 +98,7 @@ pub async fn send(
                 error: Some(error),
                 latency_ms,
                 response: String::new(),
+                node: None,
             },
         },
     }

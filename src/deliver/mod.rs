@@ -40,6 +40,8 @@ pub struct Shared {
     /// one webhook, this bounds the node, so 10,000 webhooks cannot open
     /// 10,000 × `max_in_flight` connections at once.
     pub outbound: tokio::sync::Semaphore,
+    /// This node's id, recorded with each attempt.
+    pub node: String,
 }
 
 /// Attempts on the wire at once, node-wide.
@@ -82,19 +84,29 @@ impl Deliverer {
 
     /// Loads persisted webhook health and starts a worker per webhook.
     pub async fn start(&self) -> Result<(), crate::store::StoreError> {
+        self.load_disabled().await?;
         let table = self.shared.hooks.load_full();
-        for hook in table.all() {
-            let health = self.shared.store.health(&hook.id).await?;
-            if let Some(reason) = health.disabled_reason {
-                self.shared
-                    .disabled
-                    .lock()
-                    .expect("disabled")
-                    .insert(hook.id.clone(), reason);
-            }
-        }
         self.reconcile(None, &table).await;
         Ok(())
+    }
+
+    /// Takes the disabled webhooks from the store (another node may have
+    /// disabled or enabled one), waking the workers of those enabled again.
+    pub async fn load_disabled(&self) -> Result<(), crate::store::StoreError> {
+        let now = self.shared.store.disabled().await?;
+        let before = std::mem::replace(&mut *self.shared.disabled.lock().expect("disabled"), now);
+        let current = self.shared.disabled.lock().expect("disabled").clone();
+        for id in before.keys().filter(|id| !current.contains_key(*id)) {
+            self.notify(id);
+        }
+        Ok(())
+    }
+
+    /// Wakes every worker (after a gap in what other nodes told this one).
+    pub fn wake_all(&self) {
+        for w in self.workers.lock().expect("workers").values() {
+            w.wake.notify_one();
+        }
     }
 
     /// Wakes the worker of `webhook` (new deliveries, a replay).

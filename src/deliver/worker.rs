@@ -27,7 +27,7 @@ use super::schedule::{self, Next};
 use crate::config::{Ordering, Webhook};
 use crate::event::Millis;
 use crate::router;
-use crate::store::{AfterAttempt, Due, Render};
+use crate::store::{AfterAttempt, Claim, Due, Render};
 
 /// Longest a worker sleeps without looking at the store again.
 const MAX_IDLE: Duration = Duration::from_secs(30);
@@ -186,21 +186,31 @@ impl Worker {
         cap: usize,
         q: &mut Queue,
     ) -> Result<Option<Instant>, crate::store::StoreError> {
-        let fifo = hook.ordering == Ordering::Fifo;
         if hook.policy.rate_limit_per_sec > 0 && q.next_slot > Instant::now() {
             return Ok(Some(q.next_slot));
         }
         let store = &self.shared.store;
-        // Catching up, everything live counts as due, oldest schedule first.
-        let now = if q.catch_up {
-            Millis::MAX
+        let now = self.shared.clock.now();
+        // Paced, a worker takes one slot's delivery at a time, so it never
+        // holds deliveries another node could send.
+        let want = if hook.policy.rate_limit_per_sec > 0 {
+            1
         } else {
-            self.shared.clock.now()
+            cap - q.busy.len()
         };
-        let want = cap - q.busy.len();
-        let due = store
-            .due(&self.id, now, want, fifo, q.busy.iter().copied().collect())
-            .await?;
+        let claim = Claim {
+            webhook: self.id.clone(),
+            // Catching up, everything live counts as due, oldest schedule first.
+            due_by: if q.catch_up { Millis::MAX } else { now },
+            now,
+            ordering: hook.ordering,
+            max_in_flight: cap,
+            rate_limit_per_sec: hook.policy.rate_limit_per_sec,
+            in_flight: q.busy.iter().copied().collect(),
+            batch: want,
+        };
+        let claimed = store.claim(claim.clone()).await?;
+        let due = claimed.due;
         let found = due.len();
         if q.catch_up && found < want {
             q.catch_up = false;
@@ -224,10 +234,19 @@ impl Worker {
             return Ok(None);
         }
         // Nothing more is due now: sleep until the next one is.
-        let next = store.next_due_at(&self.id, fifo).await?;
-        Ok(next.map(|at| {
+        let at_instant = |at: Millis| {
             Instant::now() + Duration::from_millis((at - self.shared.clock.now()).max(0) as u64)
-        }))
+        };
+        if let Some(at) = claimed.blocked_until {
+            // A limit shared with other nodes held deliveries back.
+            return Ok(Some(at_instant(at)));
+        }
+        let claim = Claim {
+            in_flight: q.busy.iter().copied().collect(),
+            ..claim
+        };
+        let next = store.next_due_at(&claim).await?;
+        Ok(next.map(at_instant))
     }
 }
 
@@ -267,7 +286,7 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
         },
     };
     let client = shared.clients.get(&hook.policy.allow_targets);
-    let out = {
+    let mut out = {
         let _wire = shared.outbound.acquire().await.expect("never closed");
         http::send(&client, &hook, &due.event.id, &rendered, shared.clock.now()).await
     };
@@ -286,6 +305,7 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
         .inc();
     debug!(status = ?out.attempt.status, error = ?out.attempt.error, ?after, "attempt done");
     let at = out.attempt.at;
+    out.attempt.node = Some(shared.node.clone());
     let recorded = shared
         .store
         .finish_attempt(seq, &hook.id, fresh.then_some(rendered), out.attempt, after)

@@ -122,7 +122,10 @@ pub fn check_type(t: &str) -> Result<(), String> {
     }
 }
 
-fn check_id(s: &str) -> Result<(), String> {
+/// An event id or an owner id, wherever one is given (events, webhook
+/// `owners`, a token's owner): 1..=255 characters, none of them control
+/// characters.
+pub fn check_id(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 255 {
         return Err("must be 1..=255 characters".into());
     }

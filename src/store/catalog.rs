@@ -135,7 +135,7 @@ pub fn put_token(c: &Connection, t: &TokenRecord) -> rusqlite::Result<()> {
         t.hash.as_slice(),
         t.owner,
         scopes.join(" "),
-        t.description,
+        super::log_text(&t.description),
         t.created_at,
         t.expires_at,
         t.revoked_at

@@ -1,7 +1,10 @@
-//! Versioned schema migrations. Each file in `migrations/` is applied once,
-//! in order, and the database records the last one applied (SQLite's
-//! `user_version`). A database newer than this binary is refused rather than
-//! written to by code that does not know its shape.
+//! Versioned schema migrations. Each file in `migrations/` (SQLite) or
+//! `migrations/postgres/` is applied once, in order, and the database records
+//! the last one applied (SQLite's `user_version`; PostgreSQL's
+//! `schema_migrations` table). A database newer than this binary is refused
+//! rather than written to by code that does not know its shape. On
+//! PostgreSQL, nodes starting together take turns under an advisory lock, so
+//! each migration is applied exactly once.
 
 use rusqlite::Connection;
 
@@ -11,11 +14,66 @@ use super::StoreError;
 const SQLITE: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_webhooks_tokens.sql")),
+    (3, include_str!("migrations/0003_attempt_node.sql")),
 ];
+
+const POSTGRES: &[(u32, &str)] = &[(1, include_str!("migrations/postgres/0001_init.sql"))];
 
 /// The schema version this binary writes.
 pub fn latest() -> u32 {
     SQLITE.last().map_or(0, |(v, _)| *v)
+}
+
+/// Brings a PostgreSQL database up to date; returns its schema version.
+pub async fn postgres(client: &mut deadpool_postgres::Object) -> Result<u32, StoreError> {
+    // One migrator at a time across every node.
+    const LOCK: i64 = 0x0077_6569_726d_6967; // "weirmig"
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
+        .await?;
+    let result = postgres_apply(client).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
+        .await;
+    let version = result?;
+    unlocked?;
+    Ok(version)
+}
+
+async fn postgres_apply(client: &mut deadpool_postgres::Object) -> Result<u32, StoreError> {
+    let known = POSTGRES.last().map_or(0, |(v, _)| *v);
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+               version    INTEGER PRIMARY KEY,
+               applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let current: i32 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    let current = current as u32;
+    if current > known {
+        return Err(StoreError::Schema(format!(
+            "the database is at schema version {current}, newer than this weir knows ({known}): run a newer weir"
+        )));
+    }
+    for (version, sql) in POSTGRES.iter().filter(|(v, _)| *v > current) {
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&(*version as i32)],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, "applied database migration");
+    }
+    Ok(known)
 }
 
 /// Brings `conn`'s database up to [`latest`] in one transaction.

@@ -1,29 +1,38 @@
 //! The durable store: events, deliveries, attempts and webhook health.
 //!
 //! The router and deliverer speak to it only through [`Store`], in domain
-//! terms; SQLite ([`sqlite::SqliteStore`]) is the embedded backend. A write
-//! method returns only once its change is committed to disk, so an `Ok` from
-//! [`Store::ingest`] is the promise behind a `202`.
+//! terms, and never learn which backend runs: SQLite ([`SqliteStore`]) is
+//! the embedded one, PostgreSQL ([`PgStore`]) lets several nodes share one
+//! database. A write method returns only once its change is committed, so an
+//! `Ok` from [`Store::ingest`] is the promise behind a `202`.
 
 mod catalog;
-mod migrate;
+pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::config::WebhookSpec;
+use crate::config::{Ordering, WebhookSpec};
 use crate::event::{Event, Millis};
 use crate::token::TokenRecord;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store is closed")]
     Closed,
+    /// The database cannot be reached (down, failing over, pool exhausted):
+    /// worth retrying shortly; ingest answers 503 with `Retry-After`.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(String),
     #[error("commit failed: {0}")]
     Commit(String),
     #[error("cannot open store: {0}")]
@@ -78,6 +87,22 @@ impl DeliveryState {
     }
 }
 
+/// Text a subscriber, producer or plugin wrote, made fit for the log: a NUL
+/// (which PostgreSQL text cannot hold) becomes U+FFFD on every backend, so
+/// both keep the same thing.
+pub(crate) fn log_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// A new delivery's id: sortable by creation, unique across nodes.
+pub(crate) fn new_delivery_id() -> String {
+    format!("dlv_{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
 /// An event to store, with the webhooks the router matched it to.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -124,6 +149,55 @@ pub enum Render {
     Held(String),
 }
 
+/// What a worker asks for: due deliveries of one webhook, within its limits.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub webhook: String,
+    /// Deliveries due at or before this count (`Millis::MAX` when a webhook
+    /// catches up after an outage).
+    pub due_by: Millis,
+    /// The server clock, for leases.
+    pub now: Millis,
+    pub ordering: Ordering,
+    /// In flight at once for this webhook (across the cluster, where the
+    /// backend is shared).
+    pub max_in_flight: usize,
+    /// Attempts per second for this webhook; 0 = unlimited.
+    pub rate_limit_per_sec: u32,
+    /// Deliveries this worker already has in flight.
+    pub in_flight: Vec<i64>,
+    /// At most this many now (a rate-limited worker takes one at a time, so
+    /// it never holds deliveries another node could send).
+    pub batch: usize,
+}
+
+/// What a claim got.
+#[derive(Debug, Clone, Default)]
+pub struct Claimed {
+    pub due: Vec<Due>,
+    /// Set when a limit shared with other nodes held deliveries back: look
+    /// again then.
+    pub blocked_until: Option<Millis>,
+}
+
+/// Live deliveries of one webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueDepth {
+    pub webhook: String,
+    pub live: u64,
+}
+
+/// Something another node changed, for backends shared by several nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// New or replayed deliveries for this webhook.
+    Due(String),
+    /// API webhooks or tokens changed.
+    Catalog,
+    /// The change feed was down and is back: anything may have changed.
+    Resync,
+}
+
 /// A delivery the deliverer should attempt now.
 #[derive(Debug, Clone)]
 pub struct Due {
@@ -148,6 +222,8 @@ pub struct Attempt {
     pub latency_ms: u64,
     /// The first 1 KiB of the response body.
     pub response: String,
+    /// The node that made the attempt.
+    pub node: Option<String>,
 }
 
 /// What an attempt leads to.
@@ -247,20 +323,18 @@ pub trait Store: Send + Sync + 'static {
         dedup_window_ms: Millis,
     ) -> Result<Vec<Ingested>, StoreError>;
 
-    /// Up to `limit` live deliveries of `webhook` due at `now`, oldest due
-    /// first, leaving out `skip` (those already in flight). With `fifo`, only
-    /// the head of the queue, and only when nothing is in flight.
-    async fn due(
-        &self,
-        webhook: &str,
-        now: Millis,
-        limit: usize,
-        fifo: bool,
-        skip: Vec<i64>,
-    ) -> Result<Vec<Due>, StoreError>;
+    /// Live deliveries of the claim's webhook that are due, oldest due first,
+    /// leaving out those in flight, up to `max_in_flight` in flight in all.
+    /// With `Ordering::Fifo`, only the head of the queue, and only when
+    /// nothing is in flight. Claimed deliveries are this node's until their
+    /// attempt is recorded (a shared backend leases them).
+    async fn claim(&self, claim: Claim) -> Result<Claimed, StoreError>;
 
-    /// When the next live delivery of `webhook` falls due.
-    async fn next_due_at(&self, webhook: &str, fifo: bool) -> Result<Option<Millis>, StoreError>;
+    /// When the claim could next get something: the earliest live delivery
+    /// of its webhook that is not in flight (for FIFO, the head, unless it
+    /// is in flight). A delivery another node holds counts from when its
+    /// lease would lapse.
+    async fn next_due_at(&self, claim: &Claim) -> Result<Option<Millis>, StoreError>;
 
     /// Records a plugin chain outcome that ends the delivery (filtered, held).
     async fn save_render(&self, seq: i64, render: &Render, now: Millis) -> Result<(), StoreError>;
@@ -288,8 +362,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn health(&self, webhook: &str) -> Result<WebhookHealth, StoreError>;
     async fn set_disabled(&self, webhook: &str, reason: Option<String>) -> Result<(), StoreError>;
+    /// Every disabled webhook, with the reason.
+    async fn disabled(&self) -> Result<HashMap<String, String>, StoreError>;
     /// Live deliveries per webhook.
-    async fn queue_depths(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;
 
     async fn list_deliveries(
         &self,
@@ -342,4 +418,13 @@ pub trait Store: Send + Sync + 'static {
     async fn put_token(&self, token: TokenRecord) -> Result<(), StoreError>;
     /// Marks a token revoked; `None` when there is no such token.
     async fn revoke_token(&self, id: &str, now: Millis) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// What other nodes change, for a backend several nodes share; `None`
+    /// for one that only this process writes.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
+    /// Hands back whatever this node still holds (leases) before it stops.
+    async fn close(&self) {}
 }

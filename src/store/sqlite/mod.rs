@@ -1,9 +1,11 @@
 //! SQLite in WAL mode with `synchronous = FULL`: the embedded backend.
 //!
-//! All writes go through one writer thread that runs every queued job inside a
-//! single transaction (each job in its own savepoint) and answers the jobs only
-//! after `COMMIT` returned: group commit, one fsync for many requests. Reads
-//! use a small pool of separate connections, which WAL lets run alongside.
+//! All writes go through the group-commit writer ([`writer`]); reads use a
+//! small pool of separate connections, which WAL lets run alongside. One
+//! process owns the file, so a claim needs no lease: in-flight deliveries are
+//! the worker's own.
+
+mod writer;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -16,12 +18,7 @@ use super::catalog::{self, corrupt};
 use super::*;
 use crate::event::Millis;
 use crate::token::TokenRecord;
-
-/// Jobs folded into one transaction at most.
-const MAX_GROUP: usize = 1024;
-
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+use writer::{Job, in_savepoint, open_conn, writer_loop};
 
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
@@ -59,7 +56,7 @@ impl SqliteStore {
             let result = in_savepoint(conn, f);
             Box::new(move |commit: Result<(), String>| {
                 let out = match commit {
-                    Ok(()) => result.map_err(StoreError::Db),
+                    Ok(()) => result.map_err(StoreError::from),
                     Err(e) => Err(StoreError::Commit(e)),
                 };
                 let _ = tx.send(out);
@@ -93,64 +90,13 @@ impl SqliteStore {
     }
 }
 
-fn open_conn(path: &Path) -> Result<Connection, StoreError> {
-    let conn =
-        Connection::open(path).map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = OFF;
-         PRAGMA cache_size = -16000;",
-    )?;
-    Ok(conn)
-}
-
-fn in_savepoint<R>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
-) -> rusqlite::Result<R> {
-    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
-    match f(conn) {
-        Ok(r) => {
-            conn.prepare_cached("RELEASE job")?.execute([])?;
-            Ok(r)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-            Err(e)
-        }
-    }
-}
-
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.blocking_recv() {
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            first(&conn)(Err(e.to_string()));
-            continue;
-        }
-        let mut replies = vec![first(&conn)];
-        while replies.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => replies.push(job(&conn)),
-                Err(_) => break,
-            }
-        }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for reply in replies {
-            reply(commit.clone());
-        }
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
     }
 }
 
 const LIVE: &str = "('pending','retrying')";
-
-fn new_delivery_id() -> String {
-    format!("dlv_{}", ulid::Ulid::new().to_string().to_lowercase())
-}
 
 fn due_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {
     let body: Option<String> = row.get("body")?;
@@ -237,7 +183,7 @@ impl Store for SqliteStore {
                 let seq = c.last_insert_rowid();
                 let mut made = Vec::with_capacity(webhooks.len());
                 for Target { webhook, tenant } in webhooks {
-                    let id = new_delivery_id();
+                    let id = super::new_delivery_id();
                     put_delivery.execute(params![id, seq, webhook, tenant, now])?;
                     made.push(NewDelivery { webhook, id });
                 }
@@ -248,63 +194,42 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn due(
-        &self,
-        webhook: &str,
-        now: Millis,
-        limit: usize,
-        fifo: bool,
-        skip: Vec<i64>,
-    ) -> Result<Vec<Due>, StoreError> {
-        let webhook = webhook.to_owned();
+    async fn claim(&self, claim: Claim) -> Result<Claimed, StoreError> {
         self.write(move |c| {
-            // Phase one walks the (index-only) queue order; phase two loads
-            // the few rows wanted, so deliveries already in flight cost nothing.
-            let sql = if fifo {
-                format!(
-                    "SELECT seq, next_at <= ?2 FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}
-                     ORDER BY seq LIMIT ?3"
-                )
-            } else {
-                format!(
-                    "SELECT seq, 1 FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE} AND next_at <= ?2
-                     ORDER BY next_at, seq LIMIT ?3"
-                )
-            };
-            let head: Vec<(i64, bool)> = c
-                .prepare_cached(&sql)?
-                .query_map(params![webhook, now, (limit + skip.len()) as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut load = c.prepare_cached(&format!(
-                "SELECT {DUE_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.seq = ?1"
-            ))?;
-            let mut out = Vec::with_capacity(limit);
-            for (seq, is_due) in head {
-                if out.len() >= limit || (fifo && (!is_due || !skip.is_empty() || !out.is_empty())) {
-                    break;
-                }
-                if !skip.contains(&seq) {
-                    out.push(load.query_row(params![seq], due_from_row)?);
-                }
-            }
-            Ok(out)
+            Ok(Claimed {
+                due: claim_due(c, &claim)?,
+                blocked_until: None,
+            })
         })
         .await
     }
 
-    async fn next_due_at(&self, webhook: &str, fifo: bool) -> Result<Option<Millis>, StoreError> {
-        let webhook = webhook.to_owned();
+    async fn next_due_at(&self, claim: &Claim) -> Result<Option<Millis>, StoreError> {
+        let claim = claim.clone();
+        // On the writer, like the claim before it: thousands of workers asking at
+        // once would otherwise each open a reader connection.
         self.write(move |c| {
-            let sql = if fifo {
-                format!("SELECT next_at FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE} ORDER BY seq LIMIT 1")
-            } else {
-                format!("SELECT min(next_at) FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}")
+            // The first few in queue order: those in flight are skipped.
+            let sql = match claim.ordering {
+                Ordering::Fifo => format!(
+                    "SELECT seq, next_at FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE} ORDER BY seq LIMIT ?2"
+                ),
+                Ordering::Unordered => format!(
+                    "SELECT seq, next_at FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}
+                     ORDER BY next_at, seq LIMIT ?2"
+                ),
             };
-            let v: Option<Option<Millis>> = c
+            let rows: Vec<(i64, Millis)> = c
                 .prepare_cached(&sql)?
-                .query_row(params![webhook], |r| r.get(0))
-                .optional()?;
-            Ok(v.flatten())
+                .query_map(params![claim.webhook, claim.in_flight.len() as i64 + 1], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows
+                .into_iter()
+                .find(|(seq, _)| !claim.in_flight.contains(seq))
+                .filter(|_| claim.ordering == Ordering::Unordered || claim.in_flight.is_empty())
+                .map(|(_, at)| at))
         })
         .await
     }
@@ -322,13 +247,13 @@ impl Store for SqliteStore {
                     c.prepare_cached(&format!(
                         "UPDATE deliveries SET state = 'filtered', reason = ?2, updated_at = ?3 WHERE seq = ?1 AND state IN {LIVE}"
                     ))?
-                    .execute(params![seq, reason, now])?;
+                    .execute(params![seq, log_text(&reason), now])?;
                 }
                 Render::Held(reason) => {
                     c.prepare_cached(&format!(
                         "UPDATE deliveries SET state = 'held', reason = ?2, updated_at = ?3 WHERE seq = ?1 AND state IN {LIVE}"
                     ))?
-                    .execute(params![seq, reason, now])?;
+                    .execute(params![seq, log_text(&reason), now])?;
                 }
             }
             Ok(())
@@ -353,7 +278,8 @@ impl Store for SqliteStore {
             };
             let reason = attempt
                 .error
-                .clone()
+                .as_deref()
+                .map(|e| log_text(e).into_owned())
                 .or_else(|| attempt.status.map(|s| format!("HTTP {s}")));
             let (next_state, next_at) = match after {
                 AfterAttempt::Delivered => ("delivered", None),
@@ -378,17 +304,18 @@ impl Store for SqliteStore {
                 ))?
                 .query_row(params![seq, body, headers, next_state, next_at, reason, at], |r| r.get(0))?;
             c.prepare_cached(
-                "INSERT INTO attempts (delivery_seq, n, at, status, error, latency_ms, response)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO attempts (delivery_seq, n, at, status, error, latency_ms, response, node)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 seq,
                 n,
                 at,
                 attempt.status,
-                attempt.error,
+                attempt.error.as_deref().map(log_text),
                 attempt.latency_ms as i64,
-                attempt.response
+                log_text(&attempt.response),
+                attempt.node
             ])?;
             let ok = matches!(after, AfterAttempt::Delivered);
             c.prepare_cached(
@@ -442,12 +369,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn queue_depths(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn disabled(&self) -> Result<HashMap<String, String>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT webhook_id, disabled_reason FROM webhook_state WHERE disabled_reason IS NOT NULL",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
         self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT webhook_id, count(*) FROM deliveries WHERE state IN {LIVE} GROUP BY webhook_id"
             ))?
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .query_map([], |r| {
+                Ok(QueueDepth {
+                    webhook: r.get(0)?,
+                    live: r.get::<_, i64>(1)? as u64,
+                })
+            })?
             .collect()
         })
         .await
@@ -502,7 +445,7 @@ impl Store for SqliteStore {
             let Some((seq, record)) = found else { return Ok(None) };
             let attempts = c
                 .prepare_cached(
-                    "SELECT at, status, error, latency_ms, response FROM attempts WHERE delivery_seq = ?1 ORDER BY n",
+                    "SELECT at, status, error, latency_ms, response, node FROM attempts WHERE delivery_seq = ?1 ORDER BY n",
                 )?
                 .query_map(params![seq], |r| {
                     Ok(Attempt {
@@ -511,6 +454,7 @@ impl Store for SqliteStore {
                         error: r.get(2)?,
                         latency_ms: r.get::<_, i64>(3)? as u64,
                         response: r.get(4)?,
+                        node: r.get(5)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -640,6 +584,49 @@ impl Store for SqliteStore {
     }
 }
 
+/// The due deliveries a claim gets. Phase one walks the (index-only) queue
+/// order; phase two loads the few rows wanted, so deliveries already in
+/// flight cost nothing.
+fn claim_due(c: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Due>> {
+    let fifo = claim.ordering == Ordering::Fifo;
+    let skip = &claim.in_flight;
+    let limit = claim
+        .max_in_flight
+        .saturating_sub(skip.len())
+        .min(claim.batch);
+    let sql = if fifo {
+        format!(
+            "SELECT seq, next_at <= ?2 FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}
+             ORDER BY seq LIMIT ?3"
+        )
+    } else {
+        format!(
+            "SELECT seq, 1 FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE} AND next_at <= ?2
+             ORDER BY next_at, seq LIMIT ?3"
+        )
+    };
+    let head: Vec<(i64, bool)> = c
+        .prepare_cached(&sql)?
+        .query_map(
+            params![claim.webhook, claim.due_by, (limit + skip.len()) as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut load = c.prepare_cached(&format!(
+        "SELECT {DUE_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.seq = ?1"
+    ))?;
+    let mut out = Vec::with_capacity(limit);
+    for (seq, is_due) in head {
+        if out.len() >= limit || (fifo && (!is_due || !skip.is_empty() || !out.is_empty())) {
+            break;
+        }
+        if !skip.contains(&seq) {
+            out.push(load.query_row(params![seq], due_from_row)?);
+        }
+    }
+    Ok(out)
+}
+
 fn cancel_live(c: &Connection, webhook: &str, reason: &str, now: Millis) -> rusqlite::Result<u64> {
     let n = c
         .prepare_cached(&format!(
@@ -702,6 +689,7 @@ mod tests {
             error: None,
             latency_ms: 1,
             response: String::new(),
+            node: None,
         }
     }
 
@@ -725,9 +713,19 @@ mod tests {
             .unwrap();
         // Deliver the five old ones at `old`, and "new" 20 days later.
         let due = store
-            .due("w", old + 30 * day, 10, false, vec![])
+            .claim(Claim {
+                webhook: "w".into(),
+                due_by: old + 30 * day,
+                now: old + 30 * day,
+                ordering: Ordering::Unordered,
+                max_in_flight: 10,
+                rate_limit_per_sec: 0,
+                in_flight: vec![],
+                batch: 10,
+            })
             .await
-            .unwrap();
+            .unwrap()
+            .due;
         for d in &due {
             let at = if d.event.id.starts_with("old") {
                 old
