@@ -7,6 +7,7 @@
 //! child process where its own memory is measured), and the producers.
 //! `harness` holds those pieces; the other modules are the scenarios.
 
+mod cluster;
 mod harness;
 mod latency;
 mod load;
@@ -59,6 +60,18 @@ pub struct BenchArgs {
     /// Pending deliveries in the backlog run.
     #[arg(long, default_value_t = 1_000_000)]
     pub backlog: usize,
+    /// The store the PostgreSQL scenarios use: `sqlite` (the default) runs
+    /// the usual scenarios; `postgres` runs end to end and fan-out on a
+    /// fresh PostgreSQL database with one node and with two.
+    #[arg(long, default_value = "sqlite")]
+    pub store: String,
+    /// An admin URL of the PostgreSQL server to create bench databases on.
+    #[arg(
+        long,
+        env = "WEIR_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
     /// Only these scenarios (comma separated:
     /// plugin,e2e,fanout,routing,latency,hostile,idle,overload,backlog).
     #[arg(long, value_delimiter = ',')]
@@ -90,6 +103,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "{:<58} {:>14} {:>18} {:>8}",
         "scenario", "weir", "ceiling (same run)", "ratio"
     );
+    if args.store == "postgres" {
+        return cluster::postgres(&args, &template, &args.database_url).await;
+    }
+    anyhow::ensure!(args.store == "sqlite", "--store is sqlite or postgres");
     if wants("plugin") {
         throughput::plugin_call(&args)?;
     }
