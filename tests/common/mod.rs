@@ -3,6 +3,13 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod proxy;
+mod store;
+
+pub use store::{
+    BACKEND, Backend, TestDir, assert_on_test_store, postgres_or_skip, tempdir, with_store,
+    write_config,
+};
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -14,6 +21,99 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
+
+/// Runs each test in it twice, on each store: `sqlite::<name>` and
+/// `postgres::<name>`, each with the test's own attributes. A test file
+/// wraps everything after its imports in one `both_stores! { ... }`:
+///
+/// ```ignore
+/// both_stores! {
+///     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///     async fn a_test() { /* ... */ }
+///
+///     fn a_helper() {} // any other item is kept once, as it is
+/// }
+/// ```
+///
+/// A test is an argument-less `async fn` with doc comments, then
+/// `#[tokio::test ...]`, then any other attributes; any other argument-less
+/// `async fn` is a compile error rather than a test on one store. The file's
+/// module is in scope in the bodies. The PostgreSQL variant skips with one
+/// `SKIPPED` line on stderr when no server can be found, and fails instead
+/// on CI. Tests pick no store themselves: [`tempdir`] and [`write_config`]
+/// follow the task-local [`BACKEND`] the variant sets. rustfmt does not
+/// format inside the macro: keep the bodies formatted by hand.
+#[allow(unused_macros)] // not every test file runs on both stores
+macro_rules! both_stores {
+    (@munch [$($tests:tt)*]) => {
+        $crate::common::both_stores!(@emit $($tests)*);
+    };
+    (@munch [$($tests:tt)*]
+        $(#[doc = $doc:expr])*
+        #[tokio::test $($targs:tt)?]
+        $(#[$meta:meta])*
+        async fn $name:ident() $body:block
+        $($rest:tt)*
+    ) => {
+        $crate::common::both_stores!(@munch [
+            $($tests)*
+            { [$(#[doc = $doc])* #[tokio::test $($targs)?] $(#[$meta])*] $name $body }
+        ] $($rest)*);
+    };
+    // Anything else shaped like a test would otherwise run on one store only.
+    (@munch [$($tests:tt)*]
+        $(#[$meta:meta])*
+        async fn $name:ident() $(-> $ret:ty)? $body:block
+        $($rest:tt)*
+    ) => {
+        compile_error!(concat!(
+            "both_stores!: `",
+            stringify!($name),
+            "` is not shaped like a test here: doc comments, then #[tokio::test ...], ",
+            "then any other attributes, then `async fn ",
+            stringify!($name),
+            "() { ... }` with no return type",
+        ));
+    };
+    (@munch [$($tests:tt)*] $item:item $($rest:tt)*) => {
+        $item
+        $crate::common::both_stores!(@munch [$($tests)*] $($rest)*);
+    };
+    (@emit $({ [$($attr:tt)*] $name:ident $body:block })*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $($attr)*
+                async fn $name() {
+                    $crate::common::BACKEND
+                        .scope($crate::common::Backend::Sqlite, async move $body)
+                        .await
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $($attr)*
+                async fn $name() {
+                    if !$crate::common::postgres_or_skip(concat!("postgres::", stringify!($name))) {
+                        return;
+                    }
+                    $crate::common::BACKEND
+                        .scope($crate::common::Backend::Postgres, async move $body)
+                        .await
+                }
+            )*
+        }
+    };
+    ($($input:tt)*) => {
+        $crate::common::both_stores!(@munch [] $($input)*);
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_stores;
 
 /// How long any awaited condition may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -224,7 +324,7 @@ async fn record(
 /// A weir running in-process on port 0, with its own temp data and plugin dirs.
 pub struct Weir {
     pub url: String,
-    pub dir: tempfile::TempDir,
+    pub dir: TestDir,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     client: reqwest::Client,
@@ -243,59 +343,54 @@ impl Weir {
         Self::start_with(&format!("{}{webhooks}", preamble()), plugins).await
     }
 
-    /// Starts weir with exactly `config` as its config.toml.
+    /// Starts weir with exactly `config` as its config.toml (and, in a
+    /// PostgreSQL test, the `[store]` table naming the test's database).
     pub async fn start_with(config: &str, plugins: &[(&str, PathBuf)]) -> Weir {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
         for (name, src) in plugins {
             std::fs::copy(src, dir.path().join("plugins").join(format!("{name}.wasm")))
                 .unwrap_or_else(|e| panic!("{}: {e}", src.display()));
         }
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        write_config(dir.path(), config);
         Self::boot(dir).await
     }
 
     /// Like [`Weir::start`] without plugins, with server time from `clock`.
     pub async fn start_with_clock(webhooks: &str, clock: Arc<dyn weir::event::Clock>) -> Weir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config.toml"),
-            format!("{}{webhooks}", preamble()),
-        )
-        .unwrap();
+        let dir = tempdir();
+        write_config(dir.path(), &format!("{}{webhooks}", preamble()));
         Self::boot_with_clock(dir, clock).await
     }
 
     /// (Re)starts weir on `dir`, which holds config.toml, plugins/ and data/.
-    pub async fn boot(dir: tempfile::TempDir) -> Weir {
+    pub async fn boot(dir: TestDir) -> Weir {
         Self::boot_with_clock(dir, Arc::new(weir::event::SystemClock)).await
     }
 
     /// Starts weir with a config that names the address it listens on, as
     /// a real deployment's does (so the CLI can find it from the file).
     pub async fn start_listening(config: impl Fn(std::net::SocketAddr) -> String) -> Weir {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempdir();
         let listener = weir::listen::bind(([127, 0, 0, 1], 0).into()).unwrap();
         let addr = listener.local_addr().unwrap();
-        std::fs::write(dir.path().join("config.toml"), config(addr)).unwrap();
+        write_config(dir.path(), &config(addr));
         Self::boot_on(dir, listener, Arc::new(weir::event::SystemClock)).await
     }
 
     /// Like [`Weir::boot`], with server time from `clock`.
-    pub async fn boot_with_clock(
-        dir: tempfile::TempDir,
-        clock: Arc<dyn weir::event::Clock>,
-    ) -> Weir {
+    pub async fn boot_with_clock(dir: TestDir, clock: Arc<dyn weir::event::Clock>) -> Weir {
         let listener = weir::listen::bind(([127, 0, 0, 1], 0).into()).unwrap();
         Self::boot_on(dir, listener, clock).await
     }
 
     async fn boot_on(
-        dir: tempfile::TempDir,
+        dir: TestDir,
         listener: tokio::net::TcpListener,
         clock: Arc<dyn weir::event::Clock>,
     ) -> Weir {
         init_logging();
+        assert_on_test_store(dir.path());
         let config = weir::config::Config::load(&dir.path().join("config.toml"))
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let admin_token = config
@@ -481,20 +576,21 @@ impl Weir {
         }
     }
 
-    /// Replaces config.toml the way an editor does (write a temp file, rename).
+    /// Replaces config.toml the way an editor does (write a temp file,
+    /// rename), on the test's store.
     pub fn rewrite_config(&self, text: &str) {
         let tmp = self.path(".config.toml.swp");
-        std::fs::write(&tmp, text).unwrap();
+        std::fs::write(&tmp, with_store(self.dir.path(), text)).unwrap();
         std::fs::rename(&tmp, self.path("config.toml")).unwrap();
     }
 
-    /// Stops weir gracefully and returns its directory for a restart.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    /// Stops weir gracefully and returns its directory (and database) for
+    /// a restart.
+    pub async fn stop(mut self) -> TestDir {
         let _ = self.shutdown.take().unwrap().send(());
         let result = self.task.take().unwrap().await.unwrap();
         result.expect("weir stopped with an error");
-        let dir = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.dir, dir)
+        self.dir
     }
 }
 

@@ -40,18 +40,33 @@ impl Process {
         }
     }
 
+    /// `kill -9`, and waits until it is gone.
     pub fn kill(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
     }
 }
 
+/// A weir a test forgot (or a panicking test left) is killed with it, so it
+/// never outlives the test holding ports, the database or the build lock.
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill(); // SIGKILL
+        }
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `weir serve` on `dir/config.toml` and waits for its address.
+/// `dir` is a [`super::tempdir`] whose config.toml came from
+/// [`super::write_config`], so weir runs on the test's store.
 pub fn spawn(dir: &Path) -> Process {
     spawn_with(dir, |_| {})
 }
 
 fn serve(dir: &Path) -> Command {
+    super::assert_on_test_store(dir);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
     cmd.args(["serve", "--config"])
         .arg(dir.join("config.toml"))
