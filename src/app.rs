@@ -38,6 +38,10 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Events inside ingest and not yet committed (see [`ingest::Admission`]).
     pub pending_events: ingest::Admission,
+    /// Inbound sources, refused requests and the routing task's bell.
+    pub inbound: Arc<crate::inbound::Inbound>,
+    /// This node's id.
+    pub node: String,
 }
 
 impl App {

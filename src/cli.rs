@@ -79,6 +79,11 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// Inbound sources and the requests they caught, through a running weir's API.
+    Sources {
+        #[command(subcommand)]
+        command: SourcesCommand,
+    },
     /// Manage API tokens (needs an admin token).
     Token {
         #[command(subcommand)]
@@ -209,6 +214,66 @@ pub struct SpecArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum SourcesCommand {
+    /// List the sources the token may see.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Create a source from a JSON body (the keys of a `[[sources]]` table),
+    /// given as an argument or on stdin with `-`.
+    Create {
+        /// `{"id": "github", "verify": "github", "secrets": ["..."]}`, or `-`.
+        spec: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Delete a source created through the API.
+    Delete {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The requests a source caught (newest first) and those it refused lately.
+    Requests {
+        id: String,
+        /// pending, routed or held.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// One caught request with its headers and body.
+    Request {
+        id: String,
+        request: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Route a caught request again through the source's current plugin.
+    Replay {
+        id: String,
+        request: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Create a token; prints it once.
     Create {
@@ -216,7 +281,8 @@ pub enum TokenCommand {
         #[arg(long)]
         owner: Option<String>,
         /// events:write, webhooks:read, webhooks:write, deliveries:read,
-        /// deliveries:replay, plugins:read or admin; repeat for several.
+        /// deliveries:replay, plugins:read, sources:read, sources:write or
+        /// admin; repeat for several.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         #[arg(long)]

@@ -51,6 +51,13 @@ async fn resync(app: &App, wake_all: bool) {
             Err(e) => warn!(error = %e, "cannot re-read the webhooks"),
         }
     }
+    {
+        let config = app.config.load_full();
+        match crate::inbound::load(&config, app.store.as_ref()).await {
+            Ok(table) => app.inbound.sources.store(Arc::new(table)),
+            Err(e) => warn!(error = %e, "cannot re-read the sources"),
+        }
+    }
     match app.store.tokens().await {
         Ok(list) => app.tokens.replace(list),
         Err(e) => warn!(error = %e, "cannot re-read the tokens"),

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// `weir_node_info{node="..."} 1`: which node these figures are from.
     pub node_info: IntGaugeVec,
+    /// Requests at `/in/{source}`, by what became of them.
+    pub inbound_requests: IntCounterVec,
+    /// Caught requests routed (or held), by source.
+    pub inbound_routed: IntCounterVec,
 }
 
 impl Metrics {
@@ -65,6 +69,16 @@ impl Metrics {
             .expect("register");
         Metrics {
             node_info,
+            inbound_requests: counter_vec(
+                "weir_inbound_requests_total",
+                "Requests at /in/{source}: caught, duplicate, refused_<why>, too_large, ...",
+                &["source", "result"],
+            ),
+            inbound_routed: counter_vec(
+                "weir_inbound_routed_total",
+                "Caught requests turned into events (routed) or held",
+                &["source", "state"],
+            ),
             events_received: counter(
                 "weir_events_received_total",
                 "Events received on /v1/events",

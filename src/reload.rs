@@ -202,10 +202,15 @@ pub async fn reload_config(app: &Arc<App>) {
         Ok(t) => t,
         Err(e) => return reject(app, format!("{}: {e}", path.display())),
     };
+    let sources = match crate::inbound::load(&new, app.store.as_ref()).await {
+        Ok(t) => t,
+        Err(e) => return reject(app, format!("{}: {e}", path.display())),
+    };
     let new = Arc::new(new);
     app.config.store(new.clone());
     app.plugins.set_limits(new.plugins);
     app.install(table).await;
+    app.inbound.sources.store(Arc::new(sources));
     app.metrics
         .reloads
         .with_label_values(&["config", "ok"])
@@ -278,6 +283,21 @@ fn summarize(old: &Config, new: &Config) -> Vec<String> {
     for hook in &old.webhooks {
         if new.webhook(&hook.id).is_none() {
             out.push(format!("removed {}", hook.id));
+        }
+    }
+    for source in &new.sources {
+        match old.source(&source.id) {
+            None => out.push(format!("added source {}", source.id)),
+            Some(before) if before.secrets != source.secrets => {
+                out.push(format!("changed source {} (secrets)", source.id))
+            }
+            Some(before) if before != source => out.push(format!("changed source {}", source.id)),
+            Some(_) => {}
+        }
+    }
+    for source in &old.sources {
+        if new.source(&source.id).is_none() {
+            out.push(format!("removed source {}", source.id));
         }
     }
     let (o, n) = (&old.server, &new.server);

@@ -15,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -74,6 +74,9 @@ pub async fn run_with_clock(
         .await
         .context("loading the webhooks")?;
     let tokens = Tokens::load(store.tokens().await.context("loading the API tokens")?);
+    let sources = crate::inbound::load(&config, store.as_ref())
+        .await
+        .context("loading the inbound sources")?;
     let hooks = Arc::new(ArcSwap::from_pointee(table));
     let config = Arc::new(ArcSwap::from_pointee(config));
     let tracker = TaskTracker::new();
@@ -108,7 +111,13 @@ pub async fn run_with_clock(
         reload_status: Default::default(),
         clock,
         pending_events: Default::default(),
+        inbound: Arc::new(crate::inbound::Inbound::new(sources)),
+        node: node.clone(),
     });
+    tracker.spawn(crate::inbound::route::run(
+        app.clone(),
+        stop_workers.clone(),
+    ));
     tracker.spawn(crate::reload::watch(app.clone(), stop_workers.clone()));
     tracker.spawn(retention(app.clone(), stop_workers.clone()));
     if let Some(changes) = store.changes() {
@@ -201,6 +210,23 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/v1/replay", post(admin::deliveries::bulk_replay))
         .route("/v1/plugins", get(admin::plugins::list))
         .route(
+            "/v1/sources",
+            get(admin::sources::list).post(admin::sources::create),
+        )
+        .route(
+            "/v1/sources/{id}",
+            get(admin::sources::get).delete(admin::sources::delete),
+        )
+        .route("/v1/sources/{id}/requests", get(admin::sources::requests))
+        .route(
+            "/v1/sources/{id}/requests/{request}",
+            get(admin::sources::request),
+        )
+        .route(
+            "/v1/sources/{id}/requests/{request}/replay",
+            post(admin::sources::replay),
+        )
+        .route(
             "/v1/tokens",
             get(admin::tokens::list).post(admin::tokens::create),
         )
@@ -211,6 +237,7 @@ pub fn routes(app: Arc<App>) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
     Router::new()
         .route("/v1/events", post(ingest::post_events))
+        .route("/in/{source}", any(crate::inbound::catch::catch))
         .route("/healthz", get(crate::api::openapi::health))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(crate::api::openapi::serve))
@@ -286,7 +313,7 @@ async fn retention(app: Arc<App>, stop: CancellationToken) {
         let before = app.clock.now() - keep.as_millis() as i64;
         loop {
             match app.store.purge(before, BATCH).await {
-                Ok(n) if n as usize == BATCH => tokio::time::sleep(Duration::from_millis(20)).await,
+                Ok(n) if n as usize >= BATCH => tokio::time::sleep(Duration::from_millis(20)).await,
                 Ok(_) => break,
                 Err(e) => {
                     warn!(error = %e, "retention purge failed");

@@ -36,18 +36,24 @@ pub enum Scope {
     DeliveriesReplay,
     #[serde(rename = "plugins:read")]
     PluginsRead,
+    #[serde(rename = "sources:read")]
+    SourcesRead,
+    #[serde(rename = "sources:write")]
+    SourcesWrite,
     #[serde(rename = "admin")]
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 9] = [
         Scope::EventsWrite,
         Scope::WebhooksRead,
         Scope::WebhooksWrite,
         Scope::DeliveriesRead,
         Scope::DeliveriesReplay,
         Scope::PluginsRead,
+        Scope::SourcesRead,
+        Scope::SourcesWrite,
         Scope::Admin,
     ];
 
@@ -59,6 +65,8 @@ impl Scope {
             Scope::DeliveriesRead => "deliveries:read",
             Scope::DeliveriesReplay => "deliveries:replay",
             Scope::PluginsRead => "plugins:read",
+            Scope::SourcesRead => "sources:read",
+            Scope::SourcesWrite => "sources:write",
             Scope::Admin => "admin",
         }
     }
@@ -67,8 +75,8 @@ impl Scope {
         Scope::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
 
@@ -80,7 +88,7 @@ impl fmt::Display for Scope {
 
 /// A set of scopes; `Admin` implies every other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Scopes(u8);
+pub struct Scopes(u16);
 
 impl Scopes {
     pub fn of(list: &[Scope]) -> Scopes {

@@ -7,6 +7,7 @@
 
 pub mod deliveries;
 pub mod plugins;
+pub mod sources;
 pub mod tokens;
 pub mod webhooks;
 

@@ -317,3 +317,130 @@ pub struct TokenCreated {
 pub struct TokenList {
     pub tokens: Vec<TokenView>,
 }
+
+/// An inbound source. Secrets are never shown, only how many there are.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InboundSource {
+    pub id: String,
+    /// `config` or `api`, as for webhooks.
+    pub source: Source,
+    /// Where senders post: `/in/{id}`.
+    pub path: String,
+    pub verify: String,
+    pub secrets: usize,
+    pub tolerance_secs: u64,
+    pub type_from: Option<String>,
+    pub id_from: Option<String>,
+    pub owner_id: Option<String>,
+    pub plugin: Option<String>,
+    pub max_body_bytes: usize,
+    pub methods: Vec<String>,
+    pub description: String,
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SourceList {
+    pub sources: Vec<InboundSource>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SourceDeleted {
+    pub id: String,
+    pub deleted: bool,
+}
+
+/// The answer a sender gets at `/in/{source}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CaughtAnswer {
+    /// The caught request (for a `duplicate`, the first one).
+    pub id: String,
+    /// `caught` (202) or `duplicate` (200).
+    pub status: String,
+}
+
+/// A caught request in the source's log.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CaughtRequest {
+    pub id: String,
+    pub source: String,
+    pub received_at: String,
+    pub method: String,
+    /// Path and query as requested.
+    pub target: String,
+    pub body_bytes: u64,
+    /// The sender's delivery id, by which its retries are recognised.
+    pub dedup_key: Option<String>,
+    pub state: crate::store::InboundState,
+    /// Why it is held.
+    pub reason: Option<String>,
+    /// The ids of the events it became.
+    pub events: Vec<String>,
+    pub updated_at: String,
+}
+
+/// A request refused at the door (kept by the node that refused it, the
+/// last 50 per source).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RefusedRequest {
+    pub at: String,
+    pub method: String,
+    pub target: String,
+    pub reason: String,
+    /// Credentials (`Authorization`) shown as `***`.
+    pub headers: Vec<(String, String)>,
+    /// The first 4 KiB, as `body_encoding` says.
+    pub body: String,
+    pub body_encoding: BodyEncoding,
+}
+
+/// How a body is shown: as text when it is UTF-8, else base64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyEncoding {
+    Text,
+    Base64,
+}
+
+impl BodyEncoding {
+    /// `bytes` shown as text if they are UTF-8, else as base64.
+    pub fn show(bytes: &[u8]) -> (String, BodyEncoding) {
+        match std::str::from_utf8(bytes) {
+            Ok(t) => (t.to_owned(), BodyEncoding::Text),
+            Err(_) => {
+                use base64::Engine as _;
+                (
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                    BodyEncoding::Base64,
+                )
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CaughtRequestList {
+    /// Newest first.
+    pub requests: Vec<CaughtRequest>,
+    /// Pass as `before` for the next page; `null` on the last.
+    pub next: Option<String>,
+    /// Requests refused lately (newest first), on the first page only.
+    pub refused: Vec<RefusedRequest>,
+}
+
+/// One caught request with its headers and body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CaughtRequestDetail {
+    #[serde(flatten)]
+    pub request: CaughtRequest,
+    /// As received, credentials shown as `***`.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub body_encoding: BodyEncoding,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InboundReplayed {
+    pub id: String,
+    pub state: crate::store::InboundState,
+}

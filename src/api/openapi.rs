@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::admin::{deliveries, plugins, tokens, webhooks};
+use crate::admin::{deliveries, plugins, sources, tokens, webhooks};
 use crate::ingest;
 
 #[derive(OpenApi)]
@@ -32,6 +32,13 @@ use crate::ingest;
         deliveries::replay,
         deliveries::bulk_replay,
         plugins::list,
+        sources::list,
+        sources::create,
+        sources::get,
+        sources::delete,
+        sources::requests,
+        sources::request,
+        sources::replay,
         tokens::create,
         tokens::list,
         tokens::revoke,
@@ -42,6 +49,7 @@ use crate::ingest;
         (name = "webhooks", description = "Webhooks from config.toml and from this API."),
         (name = "deliveries", description = "The delivery log and replays."),
         (name = "plugins", description = "The plugins folder."),
+        (name = "sources", description = "Inbound sources and the requests they caught."),
         (name = "tokens", description = "API tokens (admin only)."),
     )
 )]
@@ -86,6 +94,7 @@ mod tests {
             "/v1/webhooks/{id}/secret/rotate",
             "/v1/deliveries/{id}",
             "/v1/tokens/{id}",
+            "/v1/sources/{id}/requests/{request}/replay",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path}");
         }

@@ -9,6 +9,7 @@
 
 mod cluster;
 mod harness;
+mod inbound;
 mod latency;
 mod load;
 mod throughput;
@@ -73,7 +74,7 @@ pub struct BenchArgs {
     )]
     pub database_url: String,
     /// Only these scenarios (comma separated:
-    /// plugin,e2e,fanout,routing,latency,hostile,idle,overload,backlog).
+    /// plugin,e2e,fanout,routing,inbound,latency,hostile,idle,overload,backlog).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -121,6 +122,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("routing") {
         throughput::routing(&args, &template).await?;
+    }
+    if wants("inbound") {
+        inbound::inbound(&args, &template).await?;
     }
     if wants("latency") {
         latency::latency(&args, &template).await?;

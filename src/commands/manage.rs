@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::remote::{Role, Server, print_json};
 use super::{Failure, user};
 use crate::api;
-use crate::cli::{SpecArgs, TokenCommand, WebhooksCommand};
+use crate::cli::{SourcesCommand, SpecArgs, TokenCommand, WebhooksCommand};
 
 pub async fn webhooks(command: WebhooksCommand) -> Result<(), Failure> {
     match command {
@@ -316,4 +316,163 @@ pub async fn token(command: TokenCommand) -> Result<(), Failure> {
 fn scopes_text(scopes: &[crate::token::Scope]) -> String {
     let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     names.join(" ")
+}
+
+pub async fn sources(command: SourcesCommand) -> Result<(), Failure> {
+    match command {
+        SourcesCommand::List { json, remote } => {
+            let server = Server::find(&remote, Role::Admin);
+            let list: api::SourceList = server
+                .call(server.request(Method::GET, "/v1/sources"))
+                .await?;
+            if json {
+                return print_json(&list);
+            }
+            println!(
+                "{:<24} {:<7} {:<18} {:<16} {:<16} PATH",
+                "ID", "SOURCE", "VERIFY", "OWNER", "PLUGIN"
+            );
+            for s in &list.sources {
+                println!(
+                    "{:<24} {:<7} {:<18} {:<16} {:<16} {}",
+                    s.id,
+                    match s.source {
+                        crate::config::Source::Config => "config",
+                        crate::config::Source::Api => "api",
+                    },
+                    s.verify,
+                    s.owner_id.as_deref().unwrap_or("-"),
+                    s.plugin.as_deref().unwrap_or("-"),
+                    s.path
+                );
+            }
+            Ok(())
+        }
+        SourcesCommand::Create { spec, json, remote } => {
+            let server = Server::find(&remote, Role::Admin);
+            let text = if spec == "-" {
+                let mut t = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut t)
+                    .map_err(|e| user(format!("cannot read stdin: {e}")))?;
+                t
+            } else {
+                spec
+            };
+            let body: Value = serde_json::from_str(&text)
+                .map_err(|e| user(format!("the source is not JSON: {e}")))?;
+            let created: api::InboundSource = server
+                .call(server.request(Method::POST, "/v1/sources").json(&body))
+                .await?;
+            if json {
+                return print_json(&created);
+            }
+            println!("created source {} at {}", created.id, created.path);
+            Ok(())
+        }
+        SourcesCommand::Delete { id, json, remote } => {
+            let server = Server::find(&remote, Role::Admin);
+            let gone: api::SourceDeleted = server
+                .call(server.request(Method::DELETE, &format!("/v1/sources/{id}")))
+                .await?;
+            if json {
+                return print_json(&gone);
+            }
+            println!("deleted source {}", gone.id);
+            Ok(())
+        }
+        SourcesCommand::Requests {
+            id,
+            state,
+            limit,
+            json,
+            remote,
+        } => {
+            let server = Server::find(&remote, Role::Admin);
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(state.map(|s| ("state", s)));
+            let list: api::CaughtRequestList = server
+                .call(
+                    server
+                        .request(Method::GET, &format!("/v1/sources/{id}/requests"))
+                        .query(&query),
+                )
+                .await?;
+            if json {
+                return print_json(&list);
+            }
+            println!(
+                "{:<31} {:<25} {:<7} {:>8}  EVENTS / REASON",
+                "REQUEST", "RECEIVED", "STATE", "BYTES"
+            );
+            for r in &list.requests {
+                let what = match &r.reason {
+                    Some(reason) => super::printable(reason),
+                    None => r.events.join(","),
+                };
+                println!(
+                    "{:<31} {:<25} {:<7} {:>8}  {}",
+                    r.id,
+                    r.received_at,
+                    serde_json::to_value(r.state).unwrap_or_default().as_str().unwrap_or("?"),
+                    r.body_bytes,
+                    what
+                );
+            }
+            for r in &list.refused {
+                println!(
+                    "{:<31} {:<25} {:<7} {:>8}  {}",
+                    "(refused)",
+                    r.at,
+                    "-",
+                    r.body.len(),
+                    super::printable(&r.reason)
+                );
+            }
+            Ok(())
+        }
+        SourcesCommand::Request {
+            id,
+            request,
+            json,
+            remote,
+        } => {
+            let server = Server::find(&remote, Role::Admin);
+            let r: api::CaughtRequestDetail = server
+                .call(server.request(
+                    Method::GET,
+                    &format!("/v1/sources/{id}/requests/{request}"),
+                ))
+                .await?;
+            if json {
+                return print_json(&r);
+            }
+            println!("{} {}", r.request.method, super::printable(&r.request.target));
+            for (n, v) in &r.headers {
+                println!("{n}: {}", super::printable(v));
+            }
+            println!();
+            println!("{}", super::printable(&r.body));
+            Ok(())
+        }
+        SourcesCommand::Replay {
+            id,
+            request,
+            json,
+            remote,
+        } => {
+            let server = Server::find(&remote, Role::Admin);
+            let r: api::InboundReplayed = server
+                .call(server.request(
+                    Method::POST,
+                    &format!("/v1/sources/{id}/requests/{request}/replay"),
+                ))
+                .await?;
+            if json {
+                return print_json(&r);
+            }
+            println!("{} is pending again", r.id);
+            Ok(())
+        }
+    }
 }

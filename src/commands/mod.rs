@@ -65,6 +65,7 @@ pub async fn run(command: Command) -> Result<(), Failure> {
         } => remote::deliveries(webhook, status, event, limit, json, &remote).await,
         Command::Webhooks { command } => manage::webhooks(command).await,
         Command::Token { command } => manage::token(command).await,
+        Command::Sources { command } => manage::sources(command).await,
         Command::Replay {
             delivery,
             webhook,
@@ -273,5 +274,34 @@ async fn plugin_run(
         Err(user(format!("plugin {name} failed")))
     } else {
         Ok(())
+    }
+}
+
+/// Text a sender, subscriber or plugin wrote, made safe for a terminal:
+/// control characters (escape sequences among them) are shown escaped.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        std::borrow::Cow::Owned(
+            s.chars()
+                .map(|c| {
+                    if c.is_control() && c != '\n' && c != '\t' {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect(),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn escape_sequences_are_shown_not_run() {
+        assert_eq!(super::printable("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(super::printable("plain\ttext\n"), "plain\ttext\n");
     }
 }

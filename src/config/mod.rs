@@ -7,6 +7,7 @@
 
 mod lines;
 mod raw;
+pub mod source;
 mod store;
 mod toml_error;
 pub mod webhook;
@@ -29,6 +30,7 @@ use crate::router::glob::Glob;
 use lines::{Lines, line_of};
 use raw::RawConfig;
 pub use store::{DatabaseUrl, StoreConfig};
+pub use source::{Extract, InboundSource, SourcePluginSpec, SourceSpec};
 pub use webhook::{DeliveryDefaults, Origin, PluginSpec, Problem, WebhookSpec};
 
 /// Everything weir runs on, resolved and validated.
@@ -46,6 +48,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The `[[webhooks]]` tables; API webhooks live in the store.
     pub webhooks: Vec<Arc<Webhook>>,
+    /// The `[[sources]]` tables; API sources live in the store.
+    pub sources: Vec<Arc<InboundSource>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -315,6 +319,27 @@ impl Config {
         self.webhooks.iter().find(|w| w.id == id)
     }
 
+    pub fn source(&self, id: &str) -> Option<&Arc<InboundSource>> {
+        self.sources.iter().find(|s| s.id == id)
+    }
+
+    /// Validates a source declared through the API: the same function
+    /// `[[sources]]` tables go through.
+    pub fn validate_api_source(
+        &self,
+        spec: &SourceSpec,
+        check_plugins: bool,
+    ) -> Result<InboundSource, Vec<Problem>> {
+        source::validate(
+            spec,
+            &source::Context {
+                plugins_dir: &self.server.plugins_dir,
+                max_body_bytes: self.server.max_body_bytes,
+                origin: Origin::Api { check_plugins },
+            },
+        )
+    }
+
     /// Where `<name>.wasm` lives.
     pub fn plugin_path(&self, name: &str) -> PathBuf {
         self.server.plugins_dir.join(format!("{name}.wasm"))
@@ -446,6 +471,28 @@ impl Validator<'_> {
                 }
             }
         }
+        let mut seen = HashSet::new();
+        let mut sources = Vec::new();
+        for (i, spec) in raw.sources.iter().enumerate() {
+            let key = format!("sources[{i}]");
+            let id = spec.id.clone().unwrap_or_default();
+            if !seen.insert(id.clone()) {
+                self.problem(&format!("{key}.id"), format!("duplicate source id {id:?}"));
+            }
+            let cx = source::Context {
+                plugins_dir: &server.plugins_dir,
+                max_body_bytes: server.max_body_bytes,
+                origin: Origin::Config,
+            };
+            match source::validate(spec, &cx) {
+                Ok(s) => sources.push(Arc::new(s)),
+                Err(problems) => {
+                    for p in problems {
+                        self.problem(&format!("{key}.{}", p.key), p.message);
+                    }
+                }
+            }
+        }
         Config {
             path: path.to_path_buf(),
             server,
@@ -454,6 +501,7 @@ impl Validator<'_> {
             allow_targets,
             store,
             webhooks,
+            sources,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{DeliveryDefaults, WebhookSpec};
+use super::{DeliveryDefaults, SourceSpec, WebhookSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub webhooks: Vec<WebhookSpec>,
+    #[serde(default)]
+    pub sources: Vec<SourceSpec>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,9 +15,13 @@ const SQLITE: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_webhooks_tokens.sql")),
     (3, include_str!("migrations/0003_attempt_node.sql")),
+    (4, include_str!("migrations/0004_inbound.sql")),
 ];
 
-const POSTGRES: &[(u32, &str)] = &[(1, include_str!("migrations/postgres/0001_init.sql"))];
+const POSTGRES: &[(u32, &str)] = &[
+    (1, include_str!("migrations/postgres/0001_init.sql")),
+    (2, include_str!("migrations/postgres/0002_inbound.sql")),
+];
 
 /// The schema version this binary writes.
 pub fn latest() -> u32 {

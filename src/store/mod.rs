@@ -7,6 +7,7 @@
 //! `Ok` from [`Store::ingest`] is the promise behind a `202`.
 
 mod catalog;
+mod inbound;
 pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
@@ -20,6 +21,10 @@ use crate::config::{Ordering, WebhookSpec};
 use crate::event::{Event, Millis};
 use crate::token::TokenRecord;
 
+pub use inbound::{
+    Caught, CaughtRequest, InboundFilter, InboundOutcome, InboundState, NewCaught, StoredSource,
+    new_request_id,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -421,6 +426,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// What other nodes change, for a backend several nodes share; `None`
     /// for one that only this process writes.
+    /// Commits a caught request (or recognises the sender's retry of one)
+    /// before the sender is answered.
+    async fn catch(&self, request: NewCaught) -> Result<Caught, StoreError>;
+
+    /// Up to `limit` caught requests still to route, oldest first. Where
+    /// nodes share the store, each is leased to this node for `[store]
+    /// lease_secs`, so a node that dies leaves its share to the others.
+    async fn pending_inbound(&self, limit: usize) -> Result<Vec<CaughtRequest>, StoreError>;
+
+    /// Records what routing made of caught requests, in one commit.
+    async fn finish_inbound(
+        &self,
+        outcomes: Vec<InboundOutcome>,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Caught requests, newest first, without headers and bodies.
+    async fn inbound_requests(
+        &self,
+        filter: InboundFilter,
+    ) -> Result<Vec<CaughtRequest>, StoreError>;
+
+    /// One caught request, whole.
+    async fn inbound_request(&self, id: &str) -> Result<Option<CaughtRequest>, StoreError>;
+
+    /// Sends a caught request through routing again (after a plugin fix).
+    /// `false` if there is no such request.
+    async fn replay_inbound(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
+
+    /// Sources declared through the API.
+    async fn api_sources(&self) -> Result<Vec<StoredSource>, StoreError>;
+
+    /// Creates a source; `Err(Exists)` if the id is taken.
+    async fn put_source(
+        &self,
+        source: StoredSource,
+    ) -> Result<Result<(), WebhookConflict>, StoreError>;
+
+    /// Deletes a source; its caught requests stay in the log.
+    async fn delete_source(&self, id: &str) -> Result<bool, StoreError>;
+
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
     }

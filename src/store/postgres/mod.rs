@@ -9,6 +9,7 @@
 
 mod claim;
 mod feed;
+mod inbound;
 mod ingest;
 mod log;
 mod node;
@@ -451,7 +452,7 @@ impl Store for PgStore {
     async fn purge(&self, before: Millis, batch: usize) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let n = log::purge(&tx, before, batch).await?;
+        let n = log::purge(&tx, before, batch).await? + inbound::purge(&tx, before, batch).await?;
         tx.commit().await?;
         Ok(n)
     }
@@ -530,6 +531,93 @@ impl Store for PgStore {
         notify(&tx, CATALOG_CHANNEL, "tokens").await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn catch(&self, request: NewCaught) -> Result<Caught, StoreError> {
+        let client = self.client().await?;
+        inbound::catch(&client, &request).await
+    }
+
+    async fn pending_inbound(&self, limit: usize) -> Result<Vec<CaughtRequest>, StoreError> {
+        if self.evicted.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        inbound::pending(&client, &self.node, self.lease, limit).await
+    }
+
+    async fn finish_inbound(
+        &self,
+        outcomes: Vec<InboundOutcome>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        inbound::finish(&client, &outcomes, now).await
+    }
+
+    async fn inbound_requests(
+        &self,
+        filter: InboundFilter,
+    ) -> Result<Vec<CaughtRequest>, StoreError> {
+        if [&filter.source, &filter.tenant, &filter.before]
+            .into_iter()
+            .flatten()
+            .any(|s| names_nothing(s))
+        {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        inbound::list(&client, &filter).await
+    }
+
+    async fn inbound_request(&self, id: &str) -> Result<Option<CaughtRequest>, StoreError> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
+        let client = self.client().await?;
+        inbound::one(&client, id).await
+    }
+
+    async fn replay_inbound(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
+        if names_nothing(id) {
+            return Ok(false);
+        }
+        let client = self.client().await?;
+        inbound::replay(&client, id, now).await
+    }
+
+    async fn api_sources(&self) -> Result<Vec<StoredSource>, StoreError> {
+        let client = self.client().await?;
+        inbound::sources(&client).await
+    }
+
+    async fn put_source(
+        &self,
+        source: StoredSource,
+    ) -> Result<Result<(), WebhookConflict>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let out = inbound::put_source(&tx, &source).await?;
+        if out.is_ok() {
+            notify(&tx, CATALOG_CHANNEL, "sources").await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn delete_source(&self, id: &str) -> Result<bool, StoreError> {
+        if names_nothing(id) {
+            return Ok(false);
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let stmt = tx.prepare_cached("DELETE FROM sources WHERE id = $1").await?;
+        let gone = tx.execute(&stmt, &[&id]).await? == 1;
+        if gone {
+            notify(&tx, CATALOG_CHANNEL, "sources").await?;
+        }
+        tx.commit().await?;
+        Ok(gone)
     }
 
     fn changes(&self) -> Option<broadcast::Receiver<Change>> {

@@ -5,6 +5,7 @@
 //! process owns the file, so a claim needs no lease: in-flight deliveries are
 //! the worker's own.
 
+mod inbound;
 mod writer;
 
 use std::path::Path;
@@ -527,7 +528,8 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![event_seq, before])?;
             }
-            Ok(seqs.len() as u64)
+            let requests = inbound::purge(c, before, batch)?;
+            Ok(seqs.len() as u64 + requests)
         })
         .await
     }
@@ -581,6 +583,56 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.write(move |c| catalog::revoke_token(c, &id, now))
             .await
+    }
+
+    async fn catch(&self, request: NewCaught) -> Result<Caught, StoreError> {
+        self.write(move |c| inbound::catch(c, &request)).await
+    }
+
+    async fn pending_inbound(&self, limit: usize) -> Result<Vec<CaughtRequest>, StoreError> {
+        self.read(move |c| inbound::pending(c, limit)).await
+    }
+
+    async fn finish_inbound(
+        &self,
+        outcomes: Vec<InboundOutcome>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.write(move |c| inbound::finish(c, &outcomes, now))
+            .await
+    }
+
+    async fn inbound_requests(
+        &self,
+        filter: InboundFilter,
+    ) -> Result<Vec<CaughtRequest>, StoreError> {
+        self.read(move |c| inbound::list(c, &filter)).await
+    }
+
+    async fn inbound_request(&self, id: &str) -> Result<Option<CaughtRequest>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| inbound::one(c, &id)).await
+    }
+
+    async fn replay_inbound(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| inbound::replay(c, &id, now)).await
+    }
+
+    async fn api_sources(&self) -> Result<Vec<StoredSource>, StoreError> {
+        self.read(inbound::sources).await
+    }
+
+    async fn put_source(
+        &self,
+        source: StoredSource,
+    ) -> Result<Result<(), WebhookConflict>, StoreError> {
+        self.write(move |c| inbound::put_source(c, &source)).await
+    }
+
+    async fn delete_source(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| inbound::delete_source(c, &id)).await
     }
 }
 

@@ -1,0 +1,122 @@
+//! Inbound: GitHub-signed requests at `/in/{source}`, each verified
+//! (HMAC-SHA256 of the body) and committed before its `202`, then routed to
+//! a webhook; beside the same client posting the same bodies straight to
+//! the sink.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+
+use super::harness::{Running, Sink, blast};
+use super::{BenchArgs, row};
+
+const SECRET: &str = "bench inbound secret";
+
+/// One signed request: the body and its headers.
+struct Signed {
+    body: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+fn signed(template: &serde_json::Value, n: usize) -> Vec<Signed> {
+    (0..n)
+        .map(|i| {
+            // The sender's body is the event's `data` (what app_scope reads).
+            let mut data = template["data"].clone();
+            data["n"] = serde_json::Value::from(i);
+            let body = data.to_string();
+            let mut mac =
+                <Hmac<sha2::Sha256> as Mac>::new_from_slice(SECRET.as_bytes())
+                    .expect("any key length");
+            mac.update(body.as_bytes());
+            let sig = hex::encode(mac.finalize().into_bytes());
+            Signed {
+                body,
+                headers: vec![
+                    ("x-hub-signature-256", format!("sha256={sig}")),
+                    ("x-github-event", "record.create".into()),
+                    ("x-github-delivery", format!("gh-{i}")),
+                    ("content-type", "application/json".into()),
+                ],
+            }
+        })
+        .collect()
+}
+
+async fn blast_signed(
+    url: &str,
+    requests: Arc<Vec<Signed>>,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, requests, next, url) =
+            (client.clone(), requests.clone(), next.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = requests.get(i) else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                let mut req = client.post(&url).body(r.body.clone());
+                for (n, v) in &r.headers {
+                    req = req.header(*n, v);
+                }
+                let res = req.send().await?;
+                anyhow::ensure!(
+                    res.status().as_u16() == 202,
+                    "{url} answered {}",
+                    res.status()
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed())
+}
+
+pub(super) async fn inbound(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
+    let sink = Sink::default();
+    let url = sink.start().await?;
+    let n = args.events;
+    let requests = Arc::new(signed(template, n));
+    let bodies: Vec<String> = requests.iter().map(|r| r.body.clone()).collect();
+    let ceiling = blast(&url, Arc::new(bodies), args.concurrency).await?;
+    let ceiling_rate = n as f64 / ceiling.as_secs_f64();
+    sink.count.store(0, Ordering::Relaxed);
+
+    let config = format!(
+        "[[sources]]\nid = \"gh\"\nverify = \"github\"\nsecrets = [\"{SECRET}\"]\n\n{}",
+        super::webhook("bench", &url, args.concurrency)
+    );
+    let weir = Running::start(&config, &args.plugins_dir).await?;
+    let started = Instant::now();
+    let caught = blast_signed(&format!("{}/in/gh", weir.url), requests, args.concurrency).await?;
+    sink.wait_for(n, Duration::from_secs(600)).await?;
+    let total = started.elapsed();
+    weir.stop().await?;
+    let caught_rate = n as f64 / caught.as_secs_f64();
+    row(
+        &format!("inbound: caught (verified, durable 202s), {n} requests"),
+        format!("{caught_rate:.0} req/s"),
+        format!("{ceiling_rate:.0} req/s"),
+        Some(caught_rate / ceiling_rate),
+    );
+    let rate = n as f64 / total.as_secs_f64();
+    row(
+        "  caught, routed and delivered (+ app_scope)",
+        format!("{rate:.0} ev/s"),
+        String::new(),
+        Some(rate / ceiling_rate),
+    );
+    Ok(())
+}
