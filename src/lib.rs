@@ -17,6 +17,7 @@ pub mod config;
 pub mod deliver;
 pub mod error;
 pub mod event;
+pub mod inbound;
 pub mod ingest;
 pub mod json;
 pub mod listen;

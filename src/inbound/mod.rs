@@ -1,0 +1,3 @@
+//! Inbound: webhooks that other services (GitHub, Stripe, Slack, …) send to weir.
+
+pub mod verify;
