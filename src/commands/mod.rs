@@ -15,7 +15,7 @@ use crate::cli::{Command, PluginCommand};
 use crate::config::{Config, PluginLimits};
 use crate::event::now_millis;
 use crate::ingest::envelope;
-use crate::plugin::{CallContext, Plugins, Verdict};
+use crate::plugin::{CallContext, PluginError, PluginKind, Plugins, Verdict};
 use crate::store::Rendered;
 
 /// How a command failed: the user's doing (exit 1) or weir's (exit 2).
@@ -187,11 +187,20 @@ fn check(path: &Path) -> Result<(), Failure> {
         names.dedup();
         for name in names {
             let file = config.plugin_path(name);
-            if let Err(e) = host.validate_file(&file) {
-                problems.push(format!(
+            match host.validate_file(&file) {
+                Err(e) => problems.push(format!(
                     "{}: plugin {name:?} cannot be loaded: {e}",
                     file.display()
-                ));
+                )),
+                Ok(is @ PluginKind::Source) => problems.push(format!(
+                    "{}: {}",
+                    file.display(),
+                    PluginError::WrongKind {
+                        plugin: name.to_owned(),
+                        is
+                    }
+                )),
+                Ok(PluginKind::Filter) => {}
             }
         }
         if problems.is_empty() {

@@ -23,7 +23,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use super::bindings::{self, Filter, Level};
 use super::registry::{Loaded, Registry};
-use super::{CallContext, Change, PluginError, PluginStatus, Verdict};
+use super::{CallContext, Change, PluginError, PluginKind, PluginStatus, Verdict};
 use crate::config::{Config, PluginLimits};
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -34,8 +34,9 @@ const TICK: Duration = Duration::from_millis(2);
 /// Log lines a single call may emit before the rest are dropped.
 const MAX_LOG_LINES: usize = 20;
 const MAX_LOG_LINE: usize = 1024;
-/// Largest body a plugin may produce.
-const MAX_BODY: usize = 4 << 20;
+/// Largest body a plugin may produce (and largest `data` of an event a
+/// source plugin makes).
+pub(super) const MAX_BODY: usize = 4 << 20;
 /// Captured stdout/stderr per call.
 const MAX_STDIO: usize = 4096;
 /// Ceiling for memory the pool reserves per instance; the configured
@@ -45,7 +46,7 @@ const POOL_MAX_MEMORY: usize = 1 << 30;
 /// The plugin host and registry. Cheap to clone.
 #[derive(Clone)]
 pub struct Plugins {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 pub(super) struct Inner {
@@ -87,6 +88,11 @@ impl Plugins {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         Filter::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        // The source world's `host` is the filter world's, linked above.
+        bindings::source::weir::plugin::inbound::add_to_linker::<_, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), stop_ticker.clone());
         let concurrency = std::thread::available_parallelism()
@@ -127,11 +133,17 @@ impl Plugins {
         self.inner.registry.load_file(&self.inner, path)
     }
 
-    /// Checks that `path` is a loadable `filter` component, without loading it.
-    pub fn validate_file(&self, path: &Path) -> anyhow::Result<()> {
+    /// Checks that `path` is a loadable plugin, without loading it; returns
+    /// its kind.
+    pub fn validate_file(&self, path: &Path) -> anyhow::Result<PluginKind> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        super::registry::compile(&self.inner, &bytes, None).map(|_| ())
+        super::registry::compile(&self.inner, &bytes, None).map(|pre| pre.kind())
+    }
+
+    /// The kind of the version of `name` serving now; `None` when none is.
+    pub fn kind(&self, name: &str) -> Option<PluginKind> {
+        self.inner.registry.get(name).map(|l| l.pre.kind())
     }
 
     pub fn states(&self) -> Vec<PluginStatus> {
@@ -169,17 +181,45 @@ impl Plugins {
         config: &str,
         ctx: &CallContext<'_>,
     ) -> (Result<Verdict, PluginError>, Vec<String>) {
-        let Some(loaded) = snapshot.0.get(name).cloned() else {
-            let why = self
-                .inner
-                .registry
-                .failure(name)
-                .unwrap_or_else(|| "no such plugin in the plugins folder".into());
-            return (Err(PluginError::NotLoaded(why)), Vec::new());
+        let loaded = match self.inner.registry.lookup(&snapshot.0, name) {
+            Ok(loaded) => loaded,
+            Err(e) => return (Err(e), Vec::new()),
         };
+        if let Err(e) = loaded.filter() {
+            return (Err(e), Vec::new());
+        }
+        let job = CallJob {
+            event: event.clone(),
+            request: request.clone(),
+            config: config.to_owned(),
+            webhook: ctx.webhook.to_owned(),
+            delivery: ctx.delivery.to_owned(),
+        };
+        let outcome = |v: &Verdict| match v {
+            Verdict::Deliver(_) => "deliver",
+            Verdict::Drop(_) => "drop",
+        };
+        self.guarded(ctx.webhook, loaded, outcome, move |inner, loaded| {
+            inner.call_sync(loaded, job)
+        })
+        .await
+    }
+
+    /// Runs `job` on a blocking thread under the host's guards: the breaker
+    /// for (`bench_key`, plugin), the concurrency permits, and the metrics,
+    /// whose `result` label is `outcome` of a success or `failure`.
+    pub(super) async fn guarded<R: Send + 'static>(
+        &self,
+        bench_key: &str,
+        loaded: Arc<Loaded>,
+        outcome: impl FnOnce(&R) -> &'static str,
+        job: impl FnOnce(&Inner, &Loaded) -> (Result<R, PluginError>, Vec<String>) + Send + 'static,
+    ) -> (Result<R, PluginError>, Vec<String>) {
+        let name = loaded.name.clone();
+        let name = name.as_str();
         let breaker = &self.inner.breaker;
         let version = Arc::as_ptr(&loaded) as usize;
-        if let Some(left) = breaker.benched(ctx.webhook, name, version, Instant::now()) {
+        if let Some(left) = breaker.benched(bench_key, name, version, Instant::now()) {
             self.inner
                 .metrics
                 .plugin_calls
@@ -198,15 +238,8 @@ impl Plugins {
             .await
             .expect("semaphore never closes");
         let inner = self.inner.clone();
-        let job = CallJob {
-            event: event.clone(),
-            request: request.clone(),
-            config: config.to_owned(),
-            webhook: ctx.webhook.to_owned(),
-            delivery: ctx.delivery.to_owned(),
-        };
         let started = Instant::now();
-        let out = tokio::task::spawn_blocking(move || inner.call_sync(&loaded, job))
+        let out = tokio::task::spawn_blocking(move || job(&inner, &loaded))
             .await
             .unwrap_or_else(|e| {
                 (
@@ -215,14 +248,13 @@ impl Plugins {
                 )
             });
         let exhausted = matches!(out.0, Err(PluginError::Timeout(_) | PluginError::Memory(_)));
-        breaker.record(ctx.webhook, name, version, exhausted, Instant::now());
+        breaker.record(bench_key, name, version, exhausted, Instant::now());
         let m = &self.inner.metrics;
         m.plugin_seconds
             .with_label_values(&[name])
             .observe(started.elapsed().as_secs_f64());
         let result = match &out.0 {
-            Ok(Verdict::Deliver(_)) => "deliver",
-            Ok(Verdict::Drop(_)) => "drop",
+            Ok(r) => outcome(r),
             Err(_) => "failure",
         };
         m.plugin_calls.with_label_values(&[name, result]).inc();
@@ -242,6 +274,7 @@ impl Plugins {
             .registry
             .get(name)
             .ok_or_else(|| PluginError::NotLoaded(name.into()))?;
+        loaded.filter()?;
         let job = CallJob {
             event: event.clone(),
             request: request.clone(),
@@ -270,6 +303,42 @@ impl Inner {
         loaded: &Loaded,
         job: CallJob,
     ) -> (Result<Verdict, PluginError>, Vec<String>) {
+        let pre = match loaded.filter() {
+            Ok(pre) => pre,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        let tags = Tags::Filter {
+            webhook: job.webhook,
+            event: job.event.id.clone(),
+            delivery: job.delivery,
+        };
+        let (result, lines) = self.sandboxed(&loaded.name, tags, |store| {
+            let filter = pre.instantiate(&mut *store)?;
+            let event = bindings::Event {
+                id: job.event.id,
+                event_type: job.event.event_type,
+                owner_id: job.event.owner_id,
+                data: job.event.data,
+                occurred_at: job.event.occurred_at,
+            };
+            let request = bindings::Request {
+                body: job.request.body,
+                headers: job.request.headers,
+            };
+            filter.call_handle(&mut *store, &event, &request, &job.config)
+        });
+        (result.and_then(convert_verdict), lines)
+    }
+
+    /// Runs `call` in a fresh store with the configured deadline and memory
+    /// limit, and turns what went wrong into a [`PluginError`]. Returns the
+    /// guest's answer and the log lines (`host.log` and stdio) of the call.
+    pub(super) fn sandboxed<R>(
+        &self,
+        plugin: &str,
+        tags: Tags,
+        call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> (Result<R, PluginError>, Vec<String>) {
         let limits = *self.limits.lock().expect("limits");
         let stdout = MemoryOutputPipe::new(MAX_STDIO);
         let stderr = MemoryOutputPipe::new(MAX_STDIO);
@@ -287,10 +356,8 @@ impl Inner {
                 exceeded: false,
             },
             log: LogSink {
-                plugin: loaded.name.clone(),
-                webhook: job.webhook,
-                event: job.event.id.clone(),
-                delivery: job.delivery,
+                plugin: plugin.to_owned(),
+                tags,
                 lines: Vec::new(),
                 dropped: 0,
             },
@@ -299,8 +366,7 @@ impl Inner {
         store.limiter(|s| &mut s.memory);
         let ticks = (limits.timeout.as_micros() / TICK.as_micros()).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
-        let result = run_guest(&mut store, loaded, &job.event, &job.request, &job.config);
-        let result = result.map_err(|e| {
+        let result = call(&mut store).map_err(|e| {
             if store.data().memory.exceeded {
                 return PluginError::Memory(limits.memory_bytes >> 20);
             }
@@ -312,9 +378,7 @@ impl Inner {
                 None => PluginError::Trap(format!("call failed: {e}")),
             }
         });
-        let result = result
-            .and_then(|r| r.map_err(PluginError::Returned))
-            .and_then(convert_verdict);
+        let result = result.and_then(|r| r.map_err(PluginError::Returned));
         let mut state = store.into_data();
         for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
             let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
@@ -325,28 +389,6 @@ impl Inner {
         state.log.finish();
         (result, state.log.lines)
     }
-}
-
-fn run_guest(
-    store: &mut Store<HostState>,
-    loaded: &Loaded,
-    event: &Event,
-    request: &Rendered,
-    config: &str,
-) -> wasmtime::Result<Result<bindings::Verdict, String>> {
-    let filter = loaded.pre.instantiate(&mut *store)?;
-    let event = bindings::Event {
-        id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        owner_id: event.owner_id.clone(),
-        data: event.data.clone(),
-        occurred_at: event.occurred_at.clone(),
-    };
-    let request = bindings::Request {
-        body: request.body.clone(),
-        headers: request.headers.clone(),
-    };
-    filter.call_handle(&mut *store, &event, &request, config)
 }
 
 /// Adds the guest's last stderr line (a panic message, usually) to `what`.
@@ -404,7 +446,7 @@ pub fn check_output(body: String, headers: Vec<(String, String)>) -> Result<Rend
     Ok(Rendered { body, headers })
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(super) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
     }
@@ -538,12 +580,34 @@ impl ResourceLimiter for MemoryLimit {
     }
 }
 
+/// What a call's log lines are tagged with besides the plugin's name.
+pub(super) enum Tags {
+    /// A step of a webhook's chain, for one delivery of one event.
+    Filter {
+        webhook: String,
+        event: String,
+        delivery: String,
+    },
+    /// A source plugin mapping one request caught for `source`.
+    Source { source: String },
+}
+
+/// Emits a `tracing` event at a plugin's log [`Level`].
+macro_rules! at_level {
+    ($level:expr, $($arg:tt)+) => {
+        match $level {
+            Level::Debug => tracing::debug!($($arg)+),
+            Level::Info => tracing::info!($($arg)+),
+            Level::Warn => tracing::warn!($($arg)+),
+            Level::Error => tracing::error!($($arg)+),
+        }
+    };
+}
+
 /// `host.log` and captured stdio, tagged with ids and rate-limited.
 struct LogSink {
     plugin: String,
-    webhook: String,
-    event: String,
-    delivery: String,
+    tags: Tags,
     lines: Vec<String>,
     dropped: usize,
 }
@@ -555,13 +619,14 @@ impl LogSink {
             return;
         }
         let message = truncate(message, MAX_LOG_LINE);
-        let (plugin, webhook, event, delivery) =
-            (&self.plugin, &self.webhook, &self.event, &self.delivery);
-        match level {
-            Level::Debug => tracing::debug!(plugin, webhook, event, delivery, "plugin: {message}"),
-            Level::Info => tracing::info!(plugin, webhook, event, delivery, "plugin: {message}"),
-            Level::Warn => tracing::warn!(plugin, webhook, event, delivery, "plugin: {message}"),
-            Level::Error => tracing::error!(plugin, webhook, event, delivery, "plugin: {message}"),
+        let plugin = &self.plugin;
+        match &self.tags {
+            Tags::Filter {
+                webhook,
+                event,
+                delivery,
+            } => at_level!(level, plugin, webhook, event, delivery, "plugin: {message}"),
+            Tags::Source { source } => at_level!(level, plugin, source, "plugin: {message}"),
         }
         let tag = match level {
             Level::Debug => "debug",
@@ -573,14 +638,24 @@ impl LogSink {
     }
 
     fn finish(&mut self) {
-        if self.dropped > 0 {
-            let (plugin, event) = (&self.plugin, &self.event);
-            tracing::warn!(
+        if self.dropped == 0 {
+            return;
+        }
+        let (plugin, dropped) = (&self.plugin, self.dropped);
+        let limit = MAX_LOG_LINES;
+        match &self.tags {
+            Tags::Filter { event, .. } => tracing::warn!(
                 plugin,
                 event,
-                dropped = self.dropped,
-                "plugin log lines dropped (limit {MAX_LOG_LINES} per call)"
-            );
+                dropped,
+                "plugin log lines dropped (limit {limit} per call)"
+            ),
+            Tags::Source { source } => tracing::warn!(
+                plugin,
+                source,
+                dropped,
+                "plugin log lines dropped (limit {limit} per call)"
+            ),
         }
     }
 }

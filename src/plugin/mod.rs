@@ -1,5 +1,7 @@
 //! The plugin stage: a sandboxed host for `weir:plugin` components and the
-//! registry of loaded plugins.
+//! registry of loaded plugins. A component is a filter plugin (a webhook's
+//! chain calls it per event) or a source plugin (it maps a caught request to
+//! events); the registry records which, and a call of the wrong kind fails.
 //!
 //! One engine and one linker; each plugin is compiled once (cached on disk by
 //! content hash) and pre-instantiated; every call gets a fresh `Store` with a
@@ -11,10 +13,12 @@ mod bindings;
 mod breaker;
 mod host;
 mod registry;
+mod source;
 
 use serde::Serialize;
 
 pub use host::{Plugins, Snapshot, check_output};
+pub use source::{EventDraft, Incoming};
 
 use crate::store::Rendered;
 
@@ -47,12 +51,46 @@ pub enum PluginError {
     Memory(usize),
     #[error("{0}")]
     Trap(String),
-    #[error("produced an invalid request: {0}")]
+    /// What the plugin returned fails weir's checks: a request it cannot
+    /// send, or (from a source plugin) an event it cannot accept.
+    #[error("produced invalid output: {0}")]
     InvalidOutput(String),
+    /// The plugin is of the other kind than the call needs.
+    #[error("plugin {plugin} is a {is} plugin; {}", is.misplaced())]
+    WrongKind { plugin: String, is: PluginKind },
     #[error(
         "benched: it ran out of time or memory {strikes} times in a row, so it is skipped for {secs_left} s more"
     )]
     Benched { strikes: u32, secs_left: u64 },
+}
+
+/// Which world a plugin's component targets, and so where it may be used.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    /// Exports `handle`: a step of a webhook's chain.
+    Filter,
+    /// Exports `map-request`: turns a request caught at `POST /in/{source}` into events.
+    Source,
+}
+
+impl PluginKind {
+    /// Where a plugin of this kind was used by mistake, and what belongs there.
+    fn misplaced(self) -> &'static str {
+        match self {
+            PluginKind::Filter => "a source needs a source plugin",
+            PluginKind::Source => "a webhook's chain needs a filter plugin",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Filter => "filter",
+            PluginKind::Source => "source",
+        })
+    }
 }
 
 /// A plugin as `GET /v1/plugins` shows it.
@@ -63,6 +101,10 @@ pub struct PluginStatus {
     pub loaded_at: Option<String>,
     pub state: PluginState,
     pub error: Option<String>,
+    /// The kind of the version serving; `null` while none is loaded. Absent
+    /// in answers of weirs older than source plugins, hence the default.
+    #[serde(default)]
+    pub kind: Option<PluginKind>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]

@@ -3,8 +3,9 @@
 //! The map of loaded plugins is swapped whole (`ArcSwap`), so a call holds
 //! one version from start to end while a reload installs the next. Loading
 //! validates first (a component, the right `weir:plugin` major, a `handle`
-//! export, it compiles); a file that fails leaves the last good version in
-//! place and its error visible in `GET /v1/plugins`.
+//! or `map-request` export, it compiles); a file that fails leaves the last good
+//! version in place and its error visible in `GET /v1/plugins`. Which of the
+//! two exports a component has makes it a filter or a source plugin.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -18,8 +19,9 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker, ResourceType};
 
 use super::bindings::FilterPre;
+use super::bindings::source::SourcePre;
 use super::host::{HostState, Inner};
-use super::{Change, PluginState, PluginStatus};
+use super::{Change, PluginError, PluginKind, PluginState, PluginStatus};
 use crate::event::{now_millis, rfc3339};
 
 /// The WIT package plugins must import from, if they import any of it.
@@ -29,7 +31,47 @@ const COMPATIBLE: &str = "@0.1.";
 
 pub struct Loaded {
     pub name: String,
-    pub pre: FilterPre<HostState>,
+    pub pre: Pre,
+}
+
+/// A plugin pre-instantiated as the world it exports.
+pub enum Pre {
+    Filter(FilterPre<HostState>),
+    Source(SourcePre<HostState>),
+}
+
+impl Pre {
+    pub fn kind(&self) -> PluginKind {
+        match self {
+            Pre::Filter(_) => PluginKind::Filter,
+            Pre::Source(_) => PluginKind::Source,
+        }
+    }
+}
+
+impl Loaded {
+    /// The filter world, or why this plugin cannot serve as one.
+    pub fn filter(&self) -> Result<&FilterPre<HostState>, PluginError> {
+        match &self.pre {
+            Pre::Filter(pre) => Ok(pre),
+            Pre::Source(_) => Err(self.wrong_kind()),
+        }
+    }
+
+    /// The source world, or why this plugin cannot serve as one.
+    pub fn source(&self) -> Result<&SourcePre<HostState>, PluginError> {
+        match &self.pre {
+            Pre::Source(pre) => Ok(pre),
+            Pre::Filter(_) => Err(self.wrong_kind()),
+        }
+    }
+
+    fn wrong_kind(&self) -> PluginError {
+        PluginError::WrongKind {
+            plugin: self.name.clone(),
+            is: self.pre.kind(),
+        }
+    }
 }
 
 pub struct Registry {
@@ -53,6 +95,20 @@ impl Registry {
 
     pub fn get(&self, name: &str) -> Option<Arc<Loaded>> {
         self.loaded.load().get(name).cloned()
+    }
+
+    /// `get`, or why `name` is not loaded.
+    pub fn lookup(
+        &self,
+        loaded: &HashMap<String, Arc<Loaded>>,
+        name: &str,
+    ) -> Result<Arc<Loaded>, PluginError> {
+        loaded.get(name).cloned().ok_or_else(|| {
+            PluginError::NotLoaded(
+                self.failure(name)
+                    .unwrap_or_else(|| "no such plugin in the plugins folder".into()),
+            )
+        })
     }
 
     /// Every plugin as loaded right now.
@@ -161,6 +217,7 @@ impl Registry {
             Err(e) => return Some(self.record_failure(name, format!("{e:#}"))),
         };
         let replaced = self.get(name).is_some();
+        let kind = pre.kind();
         let loaded = Arc::new(Loaded {
             name: name.to_owned(),
             pre,
@@ -176,6 +233,7 @@ impl Registry {
                 loaded_at: Some(rfc3339(now_millis())),
                 state: PluginState::Ready,
                 error: None,
+                kind: Some(kind),
             },
         );
         Some(Change {
@@ -196,8 +254,10 @@ impl Registry {
                 loaded_at: None,
                 state: PluginState::Failed,
                 error: None,
+                kind: None,
             });
-        // `sha256` and `loaded_at` keep describing the version still serving.
+        // `sha256`, `loaded_at` and `kind` keep describing the version still
+        // serving.
         entry.error = Some(error.clone());
         if self.loaded.load().get(name).is_none() {
             entry.state = PluginState::Failed;
@@ -233,7 +293,7 @@ pub(super) fn compile(
     host: &Inner,
     bytes: &[u8],
     cache: Option<(&Path, &str)>,
-) -> anyhow::Result<FilterPre<HostState>> {
+) -> anyhow::Result<Pre> {
     match bytes.get(..8) {
         Some([0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00]) => {}
         Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => bail!(
@@ -252,15 +312,32 @@ pub(super) fn compile(
             bail!("imports {import}, but this weir serves weir:plugin@0.1.x");
         }
     }
+    let exports = |name: &str| {
+        component
+            .component_type()
+            .exports(&host.engine)
+            .any(|(n, _)| n == name)
+    };
+    let source = exports("map-request") && !exports("handle");
     let mut linker = host.linker.clone();
     stub_foreign_imports(&mut linker, &component)?;
     let pre = linker
         .instantiate_pre(&component)
         .map_err(|e| anyhow::anyhow!("cannot be linked: {e:#}"))?;
-    FilterPre::new(pre).map_err(|e| {
-        anyhow::anyhow!("does not export the weir:plugin `filter` world (`handle: func(event, request, config) -> result<verdict, string>`): {e:#}")
+    if source {
+        return SourcePre::new(pre).map(Pre::Source).map_err(|e| {
+            anyhow::anyhow!(
+                "does not export the weir:plugin `source` world ({SOURCE_EXPORT}): {e:#}"
+            )
+        });
+    }
+    FilterPre::new(pre).map(Pre::Filter).map_err(|e| {
+        anyhow::anyhow!("does not export the weir:plugin `filter` world (`handle: func(event, request, config) -> result<verdict, string>`) or `source` world ({SOURCE_EXPORT}): {e:#}")
     })
 }
+
+const SOURCE_EXPORT: &str =
+    "`map-request: func(request: incoming, config: string) -> result<list<event-draft>, string>`";
 
 fn cached_component(
     host: &Inner,
