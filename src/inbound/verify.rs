@@ -968,7 +968,7 @@ mod tests {
         for c in cases() {
             for (name, value) in c.malformed {
                 let mut h = (c.sign)(c.secret, NOW, BODY);
-                h.insert(*name, HeaderValue::from_static(*value));
+                h.insert(*name, HeaderValue::from_static(value));
                 let got = run(&c, &[c.secret], &h, BODY);
                 assert!(
                     matches!(&got, Err(Refusal::BadFormat { header, .. }) if header == name),
@@ -1191,7 +1191,8 @@ mod tests {
             f(&mut spec);
             Scheme::parse("hmac", Some(spec)).unwrap_err()
         };
-        let edits: [(fn(&mut HmacSpec), &str); 8] = [
+        type Edit = fn(&mut HmacSpec);
+        let edits: [(Edit, &str); 8] = [
             (|s| s.header = "X Signature".into(), "hmac.header"),
             (|s| s.header = String::new(), "hmac.header"),
             (
@@ -1360,7 +1361,7 @@ mod tests {
             ];
             attempts.extend(c.malformed.iter().map(|(name, value)| {
                 let mut h = good.clone();
-                h.insert(*name, HeaderValue::from_static(*value));
+                h.insert(*name, HeaderValue::from_static(value));
                 h
             }));
             for h in attempts {
