@@ -85,7 +85,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Answer<api::InboundSource> {
     p.require(Scope::SourcesRead)?;
-    Ok(Json(view(&visible(&app, &p, &id)?)))
+    let source = visible(&app, &p, &id)?;
+    Ok(Json(view(&source)))
 }
 
 #[utoipa::path(post, path = "/v1/sources", tag = "sources", request_body = SourceSpec,
@@ -120,9 +121,7 @@ pub async fn create(
         .get_or_insert_with(|| format!("src_{}", ulid::Ulid::new().to_string().to_lowercase()))
         .clone();
     let config = app.config.load_full();
-    let mut source = config
-        .validate_api_source(&spec, true)
-        .map_err(invalid)?;
+    let mut source = config.validate_api_source(&spec, true).map_err(invalid)?;
     let now = app.clock.now();
     source.created_at = Some(now);
     let _writing = app.hooks_write.lock().await;
@@ -269,12 +268,7 @@ pub async fn requests(
 }
 
 /// The caught request `rid` of source `id`, if the caller may see both.
-async fn caught(
-    app: &App,
-    p: &Principal,
-    id: &str,
-    rid: &str,
-) -> Result<CaughtRequest, ApiError> {
+async fn caught(app: &App, p: &Principal, id: &str, rid: &str) -> Result<CaughtRequest, ApiError> {
     let source = visible(app, p, id)?;
     app.store
         .inbound_request(rid)

@@ -27,9 +27,8 @@ fn signed(template: &serde_json::Value, n: usize) -> Vec<Signed> {
             let mut data = template["data"].clone();
             data["n"] = serde_json::Value::from(i);
             let body = data.to_string();
-            let mut mac =
-                <Hmac<sha2::Sha256> as Mac>::new_from_slice(SECRET.as_bytes())
-                    .expect("any key length");
+            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(SECRET.as_bytes())
+                .expect("any key length");
             mac.update(body.as_bytes());
             let sig = hex::encode(mac.finalize().into_bytes());
             Signed {
@@ -57,8 +56,12 @@ async fn blast_signed(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, requests, next, url) =
-            (client.clone(), requests.clone(), next.clone(), url.to_owned());
+        let (client, requests, next, url) = (
+            client.clone(),
+            requests.clone(),
+            next.clone(),
+            url.to_owned(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);

@@ -408,13 +408,16 @@ pub async fn sources(command: SourcesCommand) -> Result<(), Failure> {
             for r in &list.requests {
                 let what = match &r.reason {
                     Some(reason) => super::printable(reason),
-                    None => r.events.join(","),
+                    None => r.events.join(",").into(),
                 };
                 println!(
                     "{:<31} {:<25} {:<7} {:>8}  {}",
                     r.id,
                     r.received_at,
-                    serde_json::to_value(r.state).unwrap_or_default().as_str().unwrap_or("?"),
+                    serde_json::to_value(r.state)
+                        .unwrap_or_default()
+                        .as_str()
+                        .unwrap_or("?"),
                     r.body_bytes,
                     what
                 );
@@ -439,15 +442,16 @@ pub async fn sources(command: SourcesCommand) -> Result<(), Failure> {
         } => {
             let server = Server::find(&remote, Role::Admin);
             let r: api::CaughtRequestDetail = server
-                .call(server.request(
-                    Method::GET,
-                    &format!("/v1/sources/{id}/requests/{request}"),
-                ))
+                .call(server.request(Method::GET, &format!("/v1/sources/{id}/requests/{request}")))
                 .await?;
             if json {
                 return print_json(&r);
             }
-            println!("{} {}", r.request.method, super::printable(&r.request.target));
+            println!(
+                "{} {}",
+                r.request.method,
+                super::printable(&r.request.target)
+            );
             for (n, v) in &r.headers {
                 println!("{n}: {}", super::printable(v));
             }

@@ -29,8 +29,8 @@ use crate::event::Millis;
 use crate::router::glob::Glob;
 use lines::{Lines, line_of};
 use raw::RawConfig;
-pub use store::{DatabaseUrl, StoreConfig};
 pub use source::{Extract, InboundSource, SourcePluginSpec, SourceSpec};
+pub use store::{DatabaseUrl, StoreConfig};
 pub use webhook::{DeliveryDefaults, Origin, PluginSpec, Problem, WebhookSpec};
 
 /// Everything weir runs on, resolved and validated.

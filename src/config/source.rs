@@ -228,7 +228,10 @@ pub fn validate(spec: &SourceSpec, cx: &Context<'_>) -> Result<InboundSource, Ve
     };
     let secrets = spec.secrets.clone().unwrap_or_default();
     if secrets.len() > MAX_SECRETS {
-        add("secrets", format!("must list at most {MAX_SECRETS} secrets"));
+        add(
+            "secrets",
+            format!("must list at most {MAX_SECRETS} secrets"),
+        );
     }
     if let Some(scheme) = &scheme {
         if scheme.needs_secrets() && secrets.is_empty() {
@@ -240,7 +243,12 @@ pub fn validate(spec: &SourceSpec, cx: &Context<'_>) -> Result<InboundSource, Ve
         if !scheme.needs_secrets() && !secrets.is_empty() {
             add("secrets", "verify = \"none\" takes no secrets".into());
         }
-        for (i, s) in secrets.iter().enumerate() {
+        let checked = if scheme.needs_secrets() {
+            &secrets[..]
+        } else {
+            &[]
+        };
+        for (i, s) in checked.iter().enumerate() {
             // Messages never repeat the secret itself.
             if s.len() > MAX_SECRET_BYTES {
                 add(
@@ -299,7 +307,10 @@ pub fn validate(spec: &SourceSpec, cx: &Context<'_>) -> Result<InboundSource, Ve
             }
         );
         if !super::plugin_name_ok(name) {
-            add("plugin.name", "must be 1..=64 chars of [A-Za-z0-9_-]".into());
+            add(
+                "plugin.name",
+                "must be 1..=64 chars of [A-Za-z0-9_-]".into(),
+            );
         } else if check && !file.is_file() {
             add(
                 "plugin.name",
@@ -471,7 +482,9 @@ mod tests {
             Some("7".into())
         );
         assert_eq!(
-            Extract::parse("json:/missing").unwrap().get(&h, Some(&body)),
+            Extract::parse("json:/missing")
+                .unwrap()
+                .get(&h, Some(&body)),
             None
         );
     }

@@ -102,7 +102,16 @@ async fn catch_inner(
         &[],
     ) && refusal != Refusal::NoMatch
     {
-        return Err(refuse(app, &source, &method, &target, &headers, &[], &refusal, true));
+        return Err(refuse(
+            app,
+            &source,
+            &method,
+            &target,
+            &headers,
+            &[],
+            &refusal,
+            true,
+        ));
     }
     let limit = source.max_body_bytes;
     let declared = headers
@@ -116,7 +125,9 @@ async fn catch_inner(
             ..ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!("body is over this source's max_body_bytes ({limit} bytes); nothing was kept"),
+                format!(
+                    "body is over this source's max_body_bytes ({limit} bytes); nothing was kept"
+                ),
             )
         }
     };
@@ -134,7 +145,9 @@ async fn catch_inner(
         &headers,
         &bytes,
     ) {
-        return Err(refuse(app, &source, &method, &target, &headers, &bytes, &refusal, false));
+        return Err(refuse(
+            app, &source, &method, &target, &headers, &bytes, &refusal, false,
+        ));
     }
     let dedup_key = source.id_from.as_ref().and_then(|place| match place {
         Extract::Literal(_) => None,

@@ -127,7 +127,8 @@ pub async fn load(config: &Config, store: &dyn Store) -> Result<SourceTable, Tab
 
 /// Header values that carry a credential: kept as `<scheme> ***`.
 pub fn redact(name: &str, value: &str) -> String {
-    if name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("proxy-authorization")
+    if name.eq_ignore_ascii_case("authorization")
+        || name.eq_ignore_ascii_case("proxy-authorization")
     {
         match value.split_once(' ') {
             Some((scheme, _)) => format!("{scheme} ***"),
@@ -164,7 +165,10 @@ mod tests {
     fn types_from_senders_are_made_valid() {
         assert_eq!(normalise_type("orders/create"), "orders.create");
         assert_eq!(normalise_type("Push"), "push");
-        assert_eq!(normalise_type("customer.subscription.created"), "customer.subscription.created");
+        assert_eq!(
+            normalise_type("customer.subscription.created"),
+            "customer.subscription.created"
+        );
         assert_eq!(normalise_type(&"x".repeat(300)).len(), 128);
     }
 

@@ -187,9 +187,14 @@ async fn events_of(
 }
 
 /// Without a plugin: the JSON body is the event's `data`.
-fn one_event(source: &InboundSource, req: &CaughtRequest, received: String) -> Result<Event, String> {
-    let text = std::str::from_utf8(&req.body)
-        .map_err(|_| "the body is not UTF-8 JSON; a source without a plugin routes JSON bodies only".to_string())?;
+fn one_event(
+    source: &InboundSource,
+    req: &CaughtRequest,
+    received: String,
+) -> Result<Event, String> {
+    let text = std::str::from_utf8(&req.body).map_err(|_| {
+        "the body is not UTF-8 JSON; a source without a plugin routes JSON bodies only".to_string()
+    })?;
     let body: Value = serde_json::from_str(text).map_err(|e| {
         format!("the body is not JSON ({e}); a source without a plugin routes JSON bodies only")
     })?;
@@ -220,8 +225,10 @@ fn one_event(source: &InboundSource, req: &CaughtRequest, received: String) -> R
 fn header_map(pairs: &[(String, String)]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (n, v) in pairs {
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(n.as_str()), HeaderValue::try_from(v.as_str()))
-        {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(n.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
             map.append(n, v);
         }
     }

@@ -33,9 +33,7 @@ pub enum Caught {
 }
 
 /// Where a caught request stands.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InboundState {
     /// Committed, not yet turned into events.

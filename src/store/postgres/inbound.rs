@@ -136,7 +136,11 @@ pub async fn finish(
     let states: Vec<&str> = outcomes.iter().map(|o| o.state.as_str()).collect();
     let reasons: Vec<Option<String>> = outcomes
         .iter()
-        .map(|o| o.reason.as_deref().map(|r| crate::store::log_text(r).into_owned()))
+        .map(|o| {
+            o.reason
+                .as_deref()
+                .map(|r| crate::store::log_text(r).into_owned())
+        })
         .collect();
     let events: Vec<String> = outcomes
         .iter()

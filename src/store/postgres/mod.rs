@@ -611,7 +611,9 @@ impl Store for PgStore {
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let stmt = tx.prepare_cached("DELETE FROM sources WHERE id = $1").await?;
+        let stmt = tx
+            .prepare_cached("DELETE FROM sources WHERE id = $1")
+            .await?;
         let gone = tx.execute(&stmt, &[&id]).await? == 1;
         if gone {
             notify(&tx, CATALOG_CHANNEL, "sources").await?;

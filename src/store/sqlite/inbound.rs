@@ -40,7 +40,8 @@ pub fn catch(c: &Connection, r: &NewCaught) -> rusqlite::Result<Caught> {
     Ok(Caught::Stored)
 }
 
-const SUMMARY: &str = "seq, id, source_id, tenant, received_at, method, target, length(body) AS body_bytes,
+const SUMMARY: &str =
+    "seq, id, source_id, tenant, received_at, method, target, length(body) AS body_bytes,
      dedup_key, state, reason, events, updated_at";
 
 fn from_row(r: &rusqlite::Row<'_>, whole: bool) -> rusqlite::Result<CaughtRequest> {
@@ -157,21 +158,19 @@ pub fn purge(c: &Connection, before: Millis, batch: usize) -> rusqlite::Result<u
 }
 
 pub fn sources(c: &Connection) -> rusqlite::Result<Vec<StoredSource>> {
-    c.prepare_cached(
-        "SELECT id, spec, owner_id, created_at, updated_at FROM sources ORDER BY id",
-    )?
-    .query_map([], |r| {
-        let spec: String = r.get(1)?;
-        Ok(StoredSource {
-            id: r.get(0)?,
-            spec: serde_json::from_str(&spec)
-                .map_err(|e| corrupt(format!("source spec: {e}")))?,
-            owner: r.get(2)?,
-            created_at: r.get(3)?,
-            updated_at: r.get(4)?,
-        })
-    })?
-    .collect()
+    c.prepare_cached("SELECT id, spec, owner_id, created_at, updated_at FROM sources ORDER BY id")?
+        .query_map([], |r| {
+            let spec: String = r.get(1)?;
+            Ok(StoredSource {
+                id: r.get(0)?,
+                spec: serde_json::from_str(&spec)
+                    .map_err(|e| corrupt(format!("source spec: {e}")))?,
+                owner: r.get(2)?,
+                created_at: r.get(3)?,
+                updated_at: r.get(4)?,
+            })
+        })?
+        .collect()
 }
 
 pub fn put_source(
