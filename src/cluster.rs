@@ -52,6 +52,7 @@ async fn resync(app: &App, wake_all: bool) {
         }
     }
     {
+        let _writing = app.hooks_write.lock().await;
         let config = app.config.load_full();
         match crate::inbound::load(&config, app.store.as_ref()).await {
             Ok(table) => app.inbound.sources.store(Arc::new(table)),

@@ -82,3 +82,26 @@ pub fn query<T: DeserializeOwned>(
     q.map(|axum::extract::Query(q)| q)
         .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
 }
+
+/// `403 forbidden_owner`: an owner-scoped token named another owner.
+pub fn other_owner() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "forbidden_owner",
+        "this token may only name its own owner",
+    )
+}
+
+/// `409 <what>_exists`.
+pub fn taken(code: &'static str, what: &str, id: &str) -> ApiError {
+    ApiError::conflict(code, format!("a {what} with id {id:?} already exists"))
+}
+
+/// `400 <code>` listing every problem of a spec as `key: message`.
+pub fn invalid(code: &'static str, problems: Vec<crate::config::Problem>) -> ApiError {
+    let text: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect();
+    ApiError::bad_request(code, text.join("; "))
+}

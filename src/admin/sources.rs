@@ -107,13 +107,7 @@ pub async fn create(
         match &spec.owner_id {
             None => spec.owner_id = Some(owner.clone()),
             Some(o) if o == owner => {}
-            Some(_) => {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden_owner",
-                    "this token may only name its own owner",
-                ));
-            }
+            Some(_) => return Err(super::other_owner()),
         }
     }
     let id = spec
@@ -139,6 +133,8 @@ pub async fn create(
         return Err(taken(&id));
     }
     let source = Arc::new(source);
+    // What an earlier source of this id refused is not the new owner's.
+    app.inbound.forget_refused(&id);
     let mut table = (**app.inbound.sources.load()).clone();
     table.insert(id, source.clone());
     app.inbound.sources.store(Arc::new(table));
@@ -168,6 +164,7 @@ pub async fn delete(
     if !app.store.delete_source(&id).await? {
         return Err(ApiError::not_found("source", &id));
     }
+    app.inbound.forget_refused(&id);
     let mut table = (**app.inbound.sources.load()).clone();
     table.remove(&id);
     app.inbound.sources.store(Arc::new(table));
@@ -328,16 +325,9 @@ pub async fn replay(
 }
 
 fn taken(id: &str) -> ApiError {
-    ApiError::conflict(
-        "source_exists",
-        format!("a source with id {id:?} already exists"),
-    )
+    super::taken("source_exists", "source", id)
 }
 
 fn invalid(problems: Vec<Problem>) -> ApiError {
-    let text: Vec<String> = problems
-        .iter()
-        .map(|p| format!("{}: {}", p.key, p.message))
-        .collect();
-    ApiError::bad_request("invalid_source", text.join("; "))
+    super::invalid("invalid_source", problems)
 }

@@ -60,7 +60,7 @@ pub async fn list(
     if let (Some(mine), Some(asked)) = (&p.owner, &q.owner)
         && mine != asked
     {
-        return Err(other_owner());
+        return Err(super::other_owner());
     }
     let table = app.hooks.load_full();
     let page: Vec<&Arc<Webhook>> = table
@@ -438,32 +438,17 @@ fn own(p: &Principal, spec: &mut WebhookSpec) -> Result<(), ApiError> {
     match &spec.owners {
         None => spec.owners = Some(vec![owner.clone()]),
         Some(list) if list.len() == 1 && &list[0] == owner => {}
-        Some(_) => return Err(other_owner()),
+        Some(_) => return Err(super::other_owner()),
     }
     Ok(())
 }
 
-fn other_owner() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden_owner",
-        "this token may only name its own owner",
-    )
-}
-
 fn taken(id: &str) -> ApiError {
-    ApiError::conflict(
-        "webhook_exists",
-        format!("a webhook with id {id:?} already exists"),
-    )
+    super::taken("webhook_exists", "webhook", id)
 }
 
 fn invalid(problems: Vec<Problem>) -> ApiError {
-    let text: Vec<String> = problems
-        .iter()
-        .map(|p| format!("{}: {}", p.key, p.message))
-        .collect();
-    ApiError::bad_request("invalid_webhook", text.join("; "))
+    super::invalid("invalid_webhook", problems)
 }
 
 /// `before` with `patch`'s top-level keys replaced (`null` removes one).

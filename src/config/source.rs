@@ -20,8 +20,9 @@ const MAX_SECRETS: usize = 10;
 const MAX_SECRET_BYTES: usize = 1024;
 const MAX_METHODS: usize = 8;
 
-/// A source as written: every key of a `[[sources]]` table.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A source as written: every key of a `[[sources]]` table. Its `Debug`
+/// leaves the secrets out.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// `[a-z0-9_-]{1,64}`, the last segment of `/in/{id}`; generated
@@ -65,6 +66,23 @@ pub struct SourceSpec {
     pub methods: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+impl std::fmt::Debug for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceSpec")
+            .field("id", &self.id)
+            .field("verify", &self.verify)
+            .field(
+                "secrets",
+                &format_args!("[{} hidden]", self.secrets.as_ref().map_or(0, Vec::len)),
+            )
+            .field("type_from", &self.type_from)
+            .field("id_from", &self.id_from)
+            .field("owner_id", &self.owner_id)
+            .field("plugin", &self.plugin)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The source plugin of a source, as written.
@@ -194,7 +212,7 @@ fn defaults(scheme: &Scheme) -> (Option<&'static str>, Option<&'static str>) {
             Some("header:X-Shopify-Webhook-Id"),
         ),
         Scheme::StandardWebhooks => (Some("json:/type"), Some("header:webhook-id")),
-        Scheme::Slack => (Some("json:/type"), Some("json:/event_id")),
+        Scheme::Slack => (Some("json:/event/type"), Some("json:/event_id")),
         _ => (None, None),
     }
 }
@@ -280,6 +298,13 @@ pub fn validate(spec: &SourceSpec, cx: &Context<'_>) -> Result<InboundSource, Ve
     };
     let type_from = place("type_from", &spec.type_from, default_type);
     let id_from = place("id_from", &spec.id_from, default_id);
+    if let Some(Extract::Literal(_)) = &id_from {
+        // Every event would get one id, and dedup would keep only the first.
+        add(
+            "id_from",
+            "cannot be a literal: each request needs its own id (header:<name> or json:<pointer>, or leave it out)".into(),
+        );
+    }
     if let Some(Extract::Literal(t)) = &type_from
         && let Err(e) = crate::ingest::envelope::check_type(t)
     {
@@ -328,8 +353,14 @@ pub fn validate(spec: &SourceSpec, cx: &Context<'_>) -> Result<InboundSource, Ve
         }
     });
     let max_body_bytes = spec.max_body_bytes.unwrap_or(cx.max_body_bytes);
-    if max_body_bytes == 0 || max_body_bytes > 64 << 20 {
-        add("max_body_bytes", "must be 1..=67108864".into());
+    // The operator's file may go past `[server] max_body_bytes`; a tenant
+    // through the API may not.
+    let most = match cx.origin {
+        Origin::Config => 64 << 20,
+        Origin::Api { .. } => cx.max_body_bytes,
+    };
+    if max_body_bytes == 0 || max_body_bytes > most {
+        add("max_body_bytes", format!("must be 1..={most}"));
     }
     let written = spec.methods.clone().unwrap_or_else(|| vec!["POST".into()]);
     if written.is_empty() || written.len() > MAX_METHODS {
@@ -463,6 +494,29 @@ mod tests {
             ..SourceSpec::default()
         });
         assert_eq!(k, vec!["type_from"]);
+    }
+
+    #[test]
+    fn a_literal_id_and_a_tenant_past_the_server_body_limit_are_refused() {
+        let k = keys(&SourceSpec {
+            id: Some("p".into()),
+            verify: "bearer".into(),
+            secrets: Some(vec!["t0k3n".into()]),
+            type_from: Some("literal:a.b".into()),
+            id_from: Some("literal:same".into()),
+            max_body_bytes: Some(2 << 20),
+            ..SourceSpec::default()
+        });
+        assert_eq!(k, vec!["id_from", "max_body_bytes"]);
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let spec = SourceSpec {
+            secrets: Some(vec!["hunter2".into()]),
+            ..SourceSpec::default()
+        };
+        assert!(!format!("{spec:?}").contains("hunter2"));
     }
 
     #[test]

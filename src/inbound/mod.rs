@@ -70,6 +70,10 @@ impl Inbound {
         ring.push_back(r);
     }
 
+    pub fn forget_refused(&self, source: &str) {
+        self.refused.lock().expect("refused log").remove(source);
+    }
+
     pub fn refused_of(&self, source: &str) -> Vec<Refused> {
         let all = self.refused.lock().expect("refused log");
         all.get(source)

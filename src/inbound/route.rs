@@ -24,8 +24,10 @@ use crate::event::{Event, rfc3339};
 use crate::ingest::DEDUP_WINDOW_MS;
 use crate::ingest::envelope::{check_id, check_type};
 use crate::plugin::Incoming;
-use crate::store::{CaughtRequest, InboundOutcome, InboundState, Ingested, NewEvent};
+use crate::store::{CaughtRequest, InboundOutcome, InboundState, Ingested, NewEvent, StoreError};
 
+/// An event's `data` at most, as for a plugin's output.
+const MAX_DATA: usize = 4 << 20;
 /// Requests routed per batch.
 const BATCH: usize = 32;
 /// How often to look without being woken: requests a dead node leased, and
@@ -54,7 +56,7 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
             }
             continue;
         }
-        if let Err(e) = route_batch(&app, batch).await {
+        if let Err(e) = route_alone_on_failure(&app, batch).await {
             warn!(error = %e, "routing caught requests failed; they stay pending and are retried");
             tokio::select! {
                 _ = tokio::time::sleep(BACKOFF) => {}
@@ -64,12 +66,52 @@ pub async fn run(app: Arc<App>, stop: CancellationToken) {
     }
 }
 
-async fn route_batch(app: &App, batch: Vec<CaughtRequest>) -> Result<(), crate::store::StoreError> {
+/// Routes a batch; if the store refuses it for a reason other than being
+/// away, each request is routed alone, and one the store keeps refusing is
+/// held with the reason, so one bad request cannot stop every source.
+async fn route_alone_on_failure(app: &App, batch: Vec<CaughtRequest>) -> Result<(), StoreError> {
+    let err = match route_batch(app, batch.clone()).await {
+        Ok(()) => return Ok(()),
+        Err(e @ (StoreError::Unavailable(_) | StoreError::Closed)) => return Err(e),
+        Err(e) => e,
+    };
+    warn!(error = %err, requests = batch.len(), "a batch of caught requests failed; routing them one by one");
+    for req in batch {
+        let (seq, id, source) = (req.seq, req.id.clone(), req.source.clone());
+        match route_batch(app, vec![req]).await {
+            Ok(()) => {}
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Closed)) => return Err(e),
+            Err(e) => {
+                warn!(%source, request = %id, error = %e, "caught request held: the store refused its events");
+                app.store
+                    .finish_inbound(
+                        vec![InboundOutcome {
+                            seq,
+                            state: InboundState::Held,
+                            reason: Some(format!("its events could not be stored: {e}")),
+                            events: Vec::new(),
+                        }],
+                        app.clock.now(),
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn route_batch(app: &App, batch: Vec<CaughtRequest>) -> Result<(), StoreError> {
     let sources = app.inbound.sources.load_full();
     let made = futures_util::future::join_all(batch.iter().map(|req| {
         let source = sources.get(&req.source).cloned();
         async move {
             match source {
+                // An id given up and taken by another owner: what the
+                // earlier source caught is not the new owner's to route.
+                Some(source) if source.owner_id != req.tenant => Err(format!(
+                    "source {:?} now belongs to another owner than when this request was caught",
+                    req.source
+                )),
                 Some(source) => events_of(app, &source, req).await,
                 None => Err(format!(
                     "source {:?} no longer exists; replay after declaring it again",
@@ -198,6 +240,15 @@ fn one_event(
     let body: Value = serde_json::from_str(text).map_err(|e| {
         format!("the body is not JSON ({e}); a source without a plugin routes JSON bodies only")
     })?;
+    // The checks a posted event's `data` gets.
+    if text.len() > MAX_DATA {
+        return Err(format!(
+            "the body is {} bytes, over the {MAX_DATA} bytes an event's data may have",
+            text.len()
+        ));
+    }
+    crate::json::check_interoperable(text)
+        .map_err(|e| format!("the body's JSON does not round-trip: {e}"))?;
     let headers = header_map(&req.headers);
     let Some(place) = &source.type_from else {
         return Err("the source has no type_from".into());

@@ -21,8 +21,8 @@ pub struct Incoming {
     pub path: String,
     /// The query without its `?`, not decoded; empty when there is none.
     pub query: String,
-    /// Names in lower case, one pair per value. Values stay bytes: HTTP
-    /// allows values that are not UTF-8, and a plugin may need them exact.
+    /// Names in lower case, one pair per value, as the caught request kept
+    /// them: bytes that are not UTF-8 as U+FFFD, credentials as `***`.
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
 }

@@ -424,8 +424,6 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a token revoked; `None` when there is no such token.
     async fn revoke_token(&self, id: &str, now: Millis) -> Result<Option<TokenRecord>, StoreError>;
 
-    /// What other nodes change, for a backend several nodes share; `None`
-    /// for one that only this process writes.
     /// Commits a caught request (or recognises the sender's retry of one)
     /// before the sender is answered.
     async fn catch(&self, request: NewCaught) -> Result<Caught, StoreError>;
@@ -467,6 +465,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a source; its caught requests stay in the log.
     async fn delete_source(&self, id: &str) -> Result<bool, StoreError>;
 
+    /// What other nodes change, for a backend several nodes share; `None`
+    /// for one that only this process writes.
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
     }

@@ -212,10 +212,17 @@ pub async fn replay(c: &Client, id: &str, now: Millis) -> Result<bool, StoreErro
         .prepare_cached(
             "UPDATE inbound SET state = 'pending', reason = NULL, lease_node = NULL,
                     lease_until = NULL, updated_at = $2
-             WHERE id = $1",
+             WHERE id = $1 AND state <> 'pending'",
         )
         .await?;
-    Ok(c.execute(&stmt, &[&id, &now]).await? == 1)
+    if c.execute(&stmt, &[&id, &now]).await? == 1 {
+        return Ok(true);
+    }
+    // Already pending: it will be routed anyway.
+    let exists = c
+        .prepare_cached("SELECT 1 FROM inbound WHERE id = $1")
+        .await?;
+    Ok(c.query_opt(&exists, &[&id]).await?.is_some())
 }
 
 pub async fn purge(
@@ -226,7 +233,7 @@ pub async fn purge(
     let stmt = tx
         .prepare_cached(
             "DELETE FROM inbound WHERE seq IN (
-               SELECT seq FROM inbound WHERE state = 'routed' AND updated_at < $1 LIMIT $2)",
+               SELECT seq FROM inbound WHERE state <> 'pending' AND updated_at < $1 LIMIT $2)",
         )
         .await?;
     Ok(tx.execute(&stmt, &[&before, &(batch as i64)]).await?)

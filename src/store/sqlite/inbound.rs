@@ -143,16 +143,19 @@ pub fn one(c: &Connection, id: &str) -> rusqlite::Result<Option<CaughtRequest>> 
 
 pub fn replay(c: &Connection, id: &str, now: Millis) -> rusqlite::Result<bool> {
     Ok(c.prepare_cached(
-        "UPDATE inbound SET state = 'pending', reason = NULL, updated_at = ?2 WHERE id = ?1",
+        "UPDATE inbound SET state = 'pending', reason = NULL, updated_at = ?2
+         WHERE id = ?1 AND state <> 'pending'",
     )?
     .execute(params![id, now])?
-        == 1)
+        == 1
+        || c.prepare_cached("SELECT 1 FROM inbound WHERE id = ?1")?
+            .exists(params![id])?)
 }
 
 pub fn purge(c: &Connection, before: Millis, batch: usize) -> rusqlite::Result<u64> {
     Ok(c.prepare_cached(
         "DELETE FROM inbound WHERE seq IN (
-           SELECT seq FROM inbound WHERE state = 'routed' AND updated_at < ?1 LIMIT ?2)",
+           SELECT seq FROM inbound WHERE state <> 'pending' AND updated_at < ?1 LIMIT ?2)",
     )?
     .execute(params![before, batch as i64])? as u64)
 }

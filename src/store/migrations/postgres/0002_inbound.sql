@@ -31,4 +31,4 @@ CREATE TABLE inbound (
 CREATE UNIQUE INDEX inbound_dedup ON inbound (source_id, dedup_key) WHERE dedup_key IS NOT NULL;
 CREATE INDEX inbound_pending ON inbound (seq) WHERE state = 'pending';
 CREATE INDEX inbound_by_source ON inbound (source_id, seq);
-CREATE INDEX inbound_received ON inbound (received_at);
+CREATE INDEX inbound_updated ON inbound (updated_at) WHERE state <> 'pending';
