@@ -108,6 +108,10 @@ fn run_cargo(dir: &Path, target: &Path, args: &[&str], env: &[(&str, &str)]) {
         "CARGO_TARGET_DIR",
         "CARGO_BUILD_TARGET",
         "RUSTC_WRAPPER",
+        // `cargo clippy` lints through these; guests are not linted with
+        // the host's `-D warnings` (bindings generated for them would fail).
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CLIPPY_ARGS",
         "CARGO_PROFILE_RELEASE_DEBUG",
     ] {
         cmd.env_remove(var);
