@@ -214,10 +214,33 @@ impl Running {
     }
 }
 
-/// Posts `bodies` to `url` with `concurrency` keep-alive connections.
+/// Posts `bodies` (JSON) to `url` with `concurrency` keep-alive connections.
 pub(super) async fn blast(
     url: &str,
     bodies: Arc<Vec<String>>,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
+    let requests = bodies
+        .iter()
+        .map(|body| Post {
+            body: body.clone(),
+            headers: vec![("content-type", "application/json".into())],
+        })
+        .collect();
+    blast_requests(url, Arc::new(requests), concurrency).await
+}
+
+/// One request of a load: its body and headers.
+pub(super) struct Post {
+    pub(super) body: String,
+    pub(super) headers: Vec<(&'static str, String)>,
+}
+
+/// Posts `requests` to `url` with `concurrency` keep-alive connections;
+/// every answer must be a success.
+pub(super) async fn blast_requests(
+    url: &str,
+    requests: Arc<Vec<Post>>,
     concurrency: usize,
 ) -> anyhow::Result<Duration> {
     let client = reqwest::Client::builder()
@@ -227,20 +250,23 @@ pub(super) async fn blast(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, bodies, next, url) =
-            (client.clone(), bodies.clone(), next.clone(), url.to_owned());
+        let (client, requests, next, url) = (
+            client.clone(),
+            requests.clone(),
+            next.clone(),
+            url.to_owned(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(i) else {
+                let Some(post) = requests.get(i) else {
                     return Ok::<_, anyhow::Error>(());
                 };
-                let r = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await?;
+                let mut req = client.post(&url).body(post.body.clone());
+                for (name, value) in &post.headers {
+                    req = req.header(*name, value);
+                }
+                let r = req.send().await?;
                 anyhow::ensure!(r.status().is_success(), "{url} answered {}", r.status());
             }
         }));

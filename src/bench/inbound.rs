@@ -4,23 +4,17 @@
 //! the sink.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 
-use super::harness::{Running, Sink, blast};
+use super::harness::{Post, Running, Sink, blast, blast_requests};
 use super::{BenchArgs, row};
 
 const SECRET: &str = "bench inbound secret";
 
-/// One signed request: the body and its headers.
-struct Signed {
-    body: String,
-    headers: Vec<(&'static str, String)>,
-}
-
-fn signed(template: &serde_json::Value, n: usize) -> Vec<Signed> {
+fn signed(template: &serde_json::Value, n: usize) -> Vec<Post> {
     (0..n)
         .map(|i| {
             // The sender's body is the event's `data` (what app_scope reads).
@@ -31,7 +25,7 @@ fn signed(template: &serde_json::Value, n: usize) -> Vec<Signed> {
                 .expect("any key length");
             mac.update(body.as_bytes());
             let sig = hex::encode(mac.finalize().into_bytes());
-            Signed {
+            Post {
                 body,
                 headers: vec![
                     ("x-hub-signature-256", format!("sha256={sig}")),
@@ -42,49 +36,6 @@ fn signed(template: &serde_json::Value, n: usize) -> Vec<Signed> {
             }
         })
         .collect()
-}
-
-async fn blast_signed(
-    url: &str,
-    requests: Arc<Vec<Signed>>,
-    concurrency: usize,
-) -> anyhow::Result<Duration> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, requests, next, url) = (
-            client.clone(),
-            requests.clone(),
-            next.clone(),
-            url.to_owned(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(r) = requests.get(i) else {
-                    return Ok::<_, anyhow::Error>(());
-                };
-                let mut req = client.post(&url).body(r.body.clone());
-                for (n, v) in &r.headers {
-                    req = req.header(*n, v);
-                }
-                let res = req.send().await?;
-                anyhow::ensure!(
-                    res.status().as_u16() == 202,
-                    "{url} answered {}",
-                    res.status()
-                );
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(started.elapsed())
 }
 
 pub(super) async fn inbound(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
@@ -103,7 +54,7 @@ pub(super) async fn inbound(args: &BenchArgs, template: &serde_json::Value) -> a
     );
     let weir = Running::start(&config, &args.plugins_dir).await?;
     let started = Instant::now();
-    let caught = blast_signed(&format!("{}/in/gh", weir.url), requests, args.concurrency).await?;
+    let caught = blast_requests(&format!("{}/in/gh", weir.url), requests, args.concurrency).await?;
     sink.wait_for(n, Duration::from_secs(600)).await?;
     let total = started.elapsed();
     weir.stop().await?;

@@ -414,10 +414,7 @@ pub async fn sources(command: SourcesCommand) -> Result<(), Failure> {
                     "{:<31} {:<25} {:<7} {:>8}  {}",
                     r.id,
                     r.received_at,
-                    serde_json::to_value(r.state)
-                        .unwrap_or_default()
-                        .as_str()
-                        .unwrap_or("?"),
+                    r.state.as_str(),
                     r.body_bytes,
                     what
                 );

@@ -93,15 +93,13 @@ async fn catch_inner(
         .path_and_query()
         .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
     // Headers alone settle a missing, malformed or stale signature.
-    if let Err(refusal) = verify::verify(
+    if let Err(refusal) = verify::check_headers(
         &source.scheme,
         &source.secrets,
         source.tolerance_secs,
         now_secs,
         &headers,
-        &[],
-    ) && refusal != Refusal::NoMatch
-    {
+    ) {
         return Err(refuse(
             app,
             &source,

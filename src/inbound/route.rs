@@ -23,11 +23,9 @@ use crate::config::InboundSource;
 use crate::event::{Event, rfc3339};
 use crate::ingest::DEDUP_WINDOW_MS;
 use crate::ingest::envelope::{check_id, check_type};
-use crate::plugin::Incoming;
+use crate::plugin::{Incoming, MAX_BODY};
 use crate::store::{CaughtRequest, InboundOutcome, InboundState, Ingested, NewEvent, StoreError};
 
-/// An event's `data` at most, as for a plugin's output.
-const MAX_DATA: usize = 4 << 20;
 /// Requests routed per batch.
 const BATCH: usize = 32;
 /// How often to look without being woken: requests a dead node leased, and
@@ -241,9 +239,9 @@ fn one_event(
         format!("the body is not JSON ({e}); a source without a plugin routes JSON bodies only")
     })?;
     // The checks a posted event's `data` gets.
-    if text.len() > MAX_DATA {
+    if text.len() > MAX_BODY {
         return Err(format!(
-            "the body is {} bytes, over the {MAX_DATA} bytes an event's data may have",
+            "the body is {} bytes, over the {MAX_BODY} bytes an event's data may have",
             text.len()
         ));
     }

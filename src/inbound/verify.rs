@@ -340,6 +340,32 @@ pub fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), Refusal> {
+    check(scheme, secrets, tolerance_secs, now, headers, Some(body))
+}
+
+/// What the headers alone settle, before the body is read: a missing,
+/// malformed or stale signature header, or wrong credentials. `Ok` when
+/// only the signature over the body is left for [`verify`].
+pub fn check_headers(
+    scheme: &Scheme,
+    secrets: &[String],
+    tolerance_secs: u64,
+    now: i64,
+    headers: &HeaderMap,
+) -> Result<(), Refusal> {
+    check(scheme, secrets, tolerance_secs, now, headers, None)
+}
+
+/// [`verify`] with the body, [`check_headers`] without: a signature over
+/// the body is only computed when there is one.
+fn check(
+    scheme: &Scheme,
+    secrets: &[String],
+    tolerance_secs: u64,
+    now: i64,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+) -> Result<(), Refusal> {
     let clock = Clock {
         now,
         tolerance_secs,
@@ -349,16 +375,19 @@ pub fn verify(
         Scheme::StandardWebhooks => standard_webhooks(secrets, clock, headers, body),
         Scheme::Github => {
             let sig = signature(headers, "X-Hub-Signature-256", "sha256=", Encoding::Hex)?;
+            let Some(body) = body else { return Ok(()) };
             matched(any_match(Algorithm::Sha256, keys(), &[body], &[sig]))
         }
         Scheme::Stripe => stripe(secrets, clock, headers, body),
         Scheme::Shopify => {
             let sig = signature(headers, "X-Shopify-Hmac-Sha256", "", Encoding::Base64)?;
+            let Some(body) = body else { return Ok(()) };
             matched(any_match(Algorithm::Sha256, keys(), &[body], &[sig]))
         }
         Scheme::Slack => {
             let sig = signature(headers, "X-Slack-Signature", "v0=", Encoding::Hex)?;
             let ts = timestamp(headers, "X-Slack-Request-Timestamp", clock)?;
+            let Some(body) = body else { return Ok(()) };
             let signed: [&[u8]; 4] = [b"v0:", ts.as_bytes(), b":", body];
             matched(any_match(Algorithm::Sha256, keys(), &signed, &[sig]))
         }
@@ -485,7 +514,7 @@ fn standard_webhooks(
     secrets: &[String],
     clock: Clock,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Option<&[u8]>,
 ) -> Result<(), Refusal> {
     const SIGNATURE: &str = "webhook-signature";
     let id = text(headers, "webhook-id")?;
@@ -505,6 +534,7 @@ fn standard_webhooks(
         let key = STANDARD.decode(s.strip_prefix("whsec_")?).ok()?;
         (!key.is_empty()).then_some(key)
     });
+    let Some(body) = body else { return Ok(()) };
     let signed: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
     matched(any_match(Algorithm::Sha256, keys, &signed, &sigs))
 }
@@ -513,7 +543,7 @@ fn stripe(
     secrets: &[String],
     clock: Clock,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Option<&[u8]>,
 ) -> Result<(), Refusal> {
     const HEADER: &str = "Stripe-Signature";
     let mut t = None;
@@ -536,6 +566,7 @@ fn stripe(
         return Err(bad(HEADER, "no v1= signature"));
     }
     clock.check(HEADER, t)?;
+    let Some(body) = body else { return Ok(()) };
     let keys = secrets.iter().map(String::as_bytes);
     matched(any_match(
         Algorithm::Sha256,
@@ -550,7 +581,7 @@ fn custom_hmac(
     secrets: &[String],
     clock: Clock,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Option<&[u8]>,
 ) -> Result<(), Refusal> {
     let prefix = spec.prefix.as_deref().unwrap_or("");
     let sig = signature(headers, &spec.header, prefix, spec.encoding)?;
@@ -558,6 +589,7 @@ fn custom_hmac(
         Some(h) => Some(timestamp(headers, h, clock)?),
         None => None,
     };
+    let Some(body) = body else { return Ok(()) };
     // A placeholder without its value (a spec `Scheme::parse` would refuse) stays text.
     let signed: Vec<&[u8]> = pieces(spec.template())
         .into_iter()
@@ -1045,6 +1077,39 @@ mod tests {
             }
             assert_eq!(run(&c, &[c.secret], &replay, BODY), Err(Refusal::NoMatch));
         }
+    }
+
+    #[test]
+    fn headers_alone_settle_all_but_the_body_signature() {
+        let body = b"{\"a\":1}";
+        let now = 1_700_000_000;
+        let secrets = vec!["s3cret".to_owned()];
+        let signed = sign_stripe("s3cret", now, body);
+        // Signed for this body, any body passes the header check...
+        assert_eq!(
+            check_headers(&Scheme::Stripe, &secrets, 300, now, &signed),
+            Ok(())
+        );
+        // ...and only the full check sees another body.
+        assert_eq!(
+            verify(&Scheme::Stripe, &secrets, 300, now, &signed, b"{}"),
+            Err(Refusal::NoMatch)
+        );
+        // Stale and missing are settled without a body.
+        assert!(matches!(
+            check_headers(&Scheme::Stripe, &secrets, 300, now + 3600, &signed),
+            Err(Refusal::Stale { .. })
+        ));
+        assert!(matches!(
+            check_headers(&Scheme::Github, &secrets, 300, now, &HeaderMap::new()),
+            Err(Refusal::MissingHeader(_))
+        ));
+        // Credentials need no body at all.
+        let wrong = map(&[("authorization", "Bearer nope".into())]);
+        assert_eq!(
+            check_headers(&Scheme::Bearer, &secrets, 300, now, &wrong),
+            Err(Refusal::BadCredentials)
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ const MAX_LOG_LINES: usize = 20;
 const MAX_LOG_LINE: usize = 1024;
 /// Largest body a plugin may produce (and largest `data` of an event a
 /// source plugin makes).
-pub(super) const MAX_BODY: usize = 4 << 20;
+pub const MAX_BODY: usize = 4 << 20;
 /// Captured stdout/stderr per call.
 const MAX_STDIO: usize = 4096;
 /// Ceiling for memory the pool reserves per instance; the configured

@@ -17,7 +17,7 @@ mod source;
 
 use serde::Serialize;
 
-pub use host::{Plugins, Snapshot, check_output};
+pub use host::{MAX_BODY, Plugins, Snapshot, check_output};
 pub use source::{EventDraft, Incoming};
 
 use crate::store::Rendered;
