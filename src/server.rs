@@ -242,6 +242,7 @@ pub fn routes(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(crate::api::openapi::serve))
         .merge(api)
+        .merge(crate::console::routes())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
