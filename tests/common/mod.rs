@@ -2,12 +2,14 @@
 //! record every request and answer as the test scripts them.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod process;
 pub mod proxy;
 mod store;
 
 pub use store::{
-    BACKEND, Backend, TestDir, assert_on_test_store, postgres_or_skip, tempdir, with_store,
+    BACKEND, Backend, TestDir, assert_on_test_store, backend, on_ci, postgres_or_skip, tempdir,
+    with_store,
     write_config,
 };
 
@@ -169,6 +171,8 @@ pub enum Reply {
     Delay(Duration),
     /// Body sent as garbage bytes with a 200.
     Garbage,
+    /// This status with this body (as a subscriber's error page would).
+    StatusBody(u16, &'static str),
 }
 
 #[derive(Default)]
@@ -318,6 +322,7 @@ async fn record(
         }
         Reply::Delay(_) => "slow ok".into_response(),
         Reply::Garbage => (StatusCode::OK, vec![0xffu8, 0x00, 0xfe, 0x13]).into_response(),
+        Reply::StatusBody(s, body) => (StatusCode::from_u16(s).unwrap(), body).into_response(),
     }
 }
 

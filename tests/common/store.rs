@@ -81,7 +81,7 @@ fn find_server() -> Server {
 }
 
 /// Whether CI runs us: there a PostgreSQL test must never skip.
-fn on_ci() -> bool {
+pub fn on_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
