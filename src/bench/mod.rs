@@ -12,6 +12,7 @@ mod harness;
 mod inbound;
 mod latency;
 mod load;
+mod log;
 mod throughput;
 
 use std::path::PathBuf;
@@ -61,6 +62,9 @@ pub struct BenchArgs {
     /// Pending deliveries in the backlog run.
     #[arg(long, default_value_t = 1_000_000)]
     pub backlog: usize,
+    /// Deliveries in the delivery-log paging run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub log_rows: usize,
     /// The store the PostgreSQL scenarios use: `sqlite` (the default) runs
     /// the usual scenarios; `postgres` runs end to end and fan-out on a
     /// fresh PostgreSQL database with one node and with two.
@@ -74,7 +78,7 @@ pub struct BenchArgs {
     )]
     pub database_url: String,
     /// Only these scenarios (comma separated:
-    /// plugin,e2e,fanout,routing,inbound,latency,hostile,idle,overload,backlog).
+    /// plugin,e2e,fanout,routing,inbound,latency,hostile,idle,overload,backlog,log).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -140,6 +144,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if wants("backlog") {
         load::backlog(&args, &template).await?;
+    }
+    if wants("log") {
+        log::log_paging(&args, &template).await?;
     }
     Ok(())
 }
