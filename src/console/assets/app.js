@@ -148,7 +148,7 @@
     const out = h('p', { id: 'signin-error', class: 'error' }, message || '');
     const form = h('form', { class: 'card signin', id: 'signin' },
       h('h1', {}, 'Sign in to weir'),
-      h('p', { class: 'muted' }, 'Paste an API token. An organisation\'s token shows only its own webhooks and deliveries. The token stays in this tab and is forgotten when the tab closes.'),
+      h('p', { class: 'muted' }, 'Paste an API token. An organisation\'s token shows only its own webhooks and deliveries. The token stays in this tab and is forgotten when the tab closes. (Leave it empty while weir has no admin_token.)'),
       h('label', {}, 'Token', input),
       h('p', {}, h('button', { class: 'primary', type: 'submit', id: 'signin-button' }, 'Sign in')),
       out);
