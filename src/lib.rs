@@ -27,4 +27,5 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod token;
