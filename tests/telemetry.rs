@@ -95,9 +95,7 @@ fn flatten(req: ExportTraceServiceRequest) -> Vec<Got> {
 }
 
 fn attributes(kvs: Vec<KeyValue>) -> HashMap<String, Value> {
-    kvs.into_iter()
-        .map(|kv| (kv.key, any(kv.value)))
-        .collect()
+    kvs.into_iter().map(|kv| (kv.key, any(kv.value))).collect()
 }
 
 fn any(v: Option<AnyValue>) -> Value {
@@ -119,7 +117,12 @@ const FORM: &str = "a1b2c3d4-0000-4000-8000-000000000001";
 /// an hour later, exporting traces to `collector` when given.
 fn config(node: &str, sub: &Receiver, collector: Option<&Collector>) -> String {
     let telemetry = collector
-        .map(|c| format!("[telemetry]\notlp_endpoint = \"{}\"\nservice_name = \"weir-test\"\n\n", c.url))
+        .map(|c| {
+            format!(
+                "[telemetry]\notlp_endpoint = \"{}\"\nservice_name = \"weir-test\"\n\n",
+                c.url
+            )
+        })
         .unwrap_or_default();
     format!(
         "{}{telemetry}{}  [[webhooks.plugins]]\n  name = \"app_scope\"\n  config = {{ form_ids = [\"{FORM}\"] }}\n\n",
@@ -144,7 +147,10 @@ async fn post_traced(weir: &Weir) -> String {
     let res = reqwest::Client::new()
         .post(format!("{}/v1/events", weir.url))
         .header("content-type", "application/json")
-        .header("traceparent", format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01"))
+        .header(
+            "traceparent",
+            format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01"),
+        )
         .body(event)
         .send()
         .await

@@ -67,9 +67,7 @@ impl OtlpEndpoint {
         if self.0.username().is_empty() && self.0.password().is_none() {
             return None;
         }
-        let decode = |s: &str| {
-            percent_decode(s).unwrap_or_else(|| s.to_owned())
-        };
+        let decode = |s: &str| percent_decode(s).unwrap_or_else(|| s.to_owned());
         let user = decode(self.0.username());
         let password = decode(self.0.password().unwrap_or(""));
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -84,7 +82,9 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(b);
             i += 3;
@@ -144,7 +144,8 @@ pub fn resolve(raw: RawTelemetry) -> Result<TelemetryConfig, Vec<(&'static str, 
 }
 
 fn parse_endpoint(text: &str) -> Result<OtlpEndpoint, String> {
-    const SHAPE: &str = "an http:// or https:// URL of an OTLP/HTTP receiver, such as \"http://localhost:4318\"";
+    const SHAPE: &str =
+        "an http:// or https:// URL of an OTLP/HTTP receiver, such as \"http://localhost:4318\"";
     let url = url::Url::parse(text).map_err(|e| format!("is not {SHAPE} ({e})"))?;
     let shown = OtlpEndpoint(url.clone()).to_string();
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
@@ -182,7 +183,10 @@ mod tests {
         let cases = [
             ("http://collector:4318", "http://collector:4318/v1/traces"),
             ("http://collector:4318/", "http://collector:4318/v1/traces"),
-            ("https://otel.example.com/ingest/", "https://otel.example.com/ingest/v1/traces"),
+            (
+                "https://otel.example.com/ingest/",
+                "https://otel.example.com/ingest/v1/traces",
+            ),
             ("http://c:4318/v1/traces", "http://c:4318/v1/traces"),
         ];
         for (given, url) in cases {
@@ -195,7 +199,10 @@ mod tests {
         let e = endpoint("https://weir:hunter%202@otel.example.com");
         assert_eq!(e.traces_url(), "https://otel.example.com/v1/traces");
         // base64("weir:hunter 2")
-        assert_eq!(e.basic_auth().as_deref(), Some("Basic d2VpcjpodW50ZXIgMg=="));
+        assert_eq!(
+            e.basic_auth().as_deref(),
+            Some("Basic d2VpcjpodW50ZXIgMg==")
+        );
         for shown in [e.to_string(), format!("{e:?}")] {
             assert!(!shown.contains("hunter"), "{shown}");
             assert!(!shown.contains("weir:"), "{shown}");
@@ -207,7 +214,12 @@ mod tests {
 
     #[test]
     fn bad_endpoints_and_names_are_refused() {
-        for bad in ["collector:4318", "ftp://c/", "http://c:4318/?x=1", "not a url"] {
+        for bad in [
+            "collector:4318",
+            "ftp://c/",
+            "http://c:4318/?x=1",
+            "not a url",
+        ] {
             let problems = resolve(raw(bad)).unwrap_err();
             assert_eq!(problems[0].0, "telemetry.otlp_endpoint", "{bad}");
         }

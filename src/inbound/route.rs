@@ -192,7 +192,8 @@ async fn route_batch(app: &App, batch: Vec<CaughtRequest>) -> Result<(), StoreEr
 
 /// When `req` was caught and the span its sender named in `traceparent`.
 fn arrival(req: &CaughtRequest) -> (std::time::SystemTime, Option<SpanContext>) {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(req.received_at.max(0) as u64);
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(req.received_at.max(0) as u64);
     let link = req
         .headers
         .iter()

@@ -96,7 +96,12 @@ pub(super) fn start(
     exporter.set_resource(resource);
     let (tx, rx) = mpsc::channel(QUEUE);
     let closer: Sender = Arc::new(Mutex::new(Some(tx)));
-    let task = tokio::spawn(export_loop(rx, exporter, spans.clone(), endpoint.to_string()));
+    let task = tokio::spawn(export_loop(
+        rx,
+        exporter,
+        spans.clone(),
+        endpoint.to_string(),
+    ));
     Ok(Pipeline {
         processor: Enqueue {
             tx: closer.clone(),
@@ -130,10 +135,11 @@ async fn export_loop(
             }
         }
         let n = batch.len() as u64;
-        let sent = tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(std::mem::take(&mut batch)))
-            .await
-            .map_err(|_| "timed out".to_owned())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let sent =
+            tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(std::mem::take(&mut batch)))
+                .await
+                .map_err(|_| "timed out".to_owned())
+                .and_then(|r| r.map_err(|e| e.to_string()));
         batch = Vec::with_capacity(BATCH);
         match sent {
             Ok(()) => {
@@ -144,7 +150,9 @@ async fn export_loop(
                 }
             }
             Err(e) => {
-                spans.with_label_values(&["dropped_export_failed"]).inc_by(n);
+                spans
+                    .with_label_values(&["dropped_export_failed"])
+                    .inc_by(n);
                 // Once per outage, not once per batch.
                 if !failing {
                     failing = true;

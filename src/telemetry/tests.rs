@@ -85,7 +85,11 @@ async fn a_collector_that_is_down_is_counted_and_shutdown_does_not_hang() {
     ingest(&t, 10);
     let started = Instant::now();
     t.shutdown().await;
-    assert!(started.elapsed() < FLUSH_DEADLINE, "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < FLUSH_DEADLINE,
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(count(&m, "dropped_export_failed"), 10);
     assert_eq!(count(&m, "exported"), 0);
 }
