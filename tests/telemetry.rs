@@ -269,6 +269,52 @@ both_stores! {
         );
     }
 
+    /// An event made from a request caught at `/in/{source}` is traced the
+    /// same way, linked to the sender's span; a webhook without plugins
+    /// has no chain span.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inbound_events_are_traced_and_linked_to_the_sender() {
+        let collector = Collector::start().await;
+        let sub = Receiver::start().await;
+        let config = format!(
+            "{}[telemetry]\notlp_endpoint = \"{}\"\n\n\
+             [[sources]]\nid = \"shop\"\nverify = \"none\"\ntype_from = \"literal:order.create\"\n\n{}",
+            preamble(),
+            collector.url,
+            hook("orders", &sub.url("/orders"), "events = [\"order.create\"]"),
+        );
+        let weir = Weir::start_with(&config, &[]).await;
+        let res = reqwest::Client::new()
+            .post(format!("{}/in/shop", weir.url))
+            .header("content-type", "application/json")
+            .header("traceparent", format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01"))
+            .body(r#"{"order": 1}"#)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        let got = sub.wait_for(1).await;
+        weir.stop().await;
+        let spans = eventually("the inbound event's spans", async || {
+            let spans = collector.spans();
+            let attempts = spans.iter().filter(|s| s.name == "attempt").count();
+            (attempts == 1 && spans.iter().any(|s| s.name == "ingest")).then_some(spans)
+        })
+        .await;
+        let root = spans.iter().find(|s| s.name == "ingest").unwrap();
+        assert_eq!(root.attr("weir.ingest.source"), &json!("inbound"));
+        assert_eq!(root.attr("weir.event.type"), &json!("order.create"));
+        assert_eq!(root.links, vec![(PRODUCER_TRACE.to_owned(), PRODUCER_SPAN.to_owned())]);
+        let attempt = spans.iter().find(|s| s.name == "attempt").unwrap();
+        assert_eq!(attempt.parent, root.span_id);
+        assert_eq!(attempt.trace_id, root.trace_id);
+        assert!(spans.iter().all(|s| s.name != "chain"), "{spans:#?}");
+        assert_eq!(
+            got[0].header("traceparent"),
+            format!("00-{}-{}-01", root.trace_id, attempt.span_id)
+        );
+    }
+
     /// With `[telemetry]` left out, nothing about traces reaches the wire:
     /// not weir's, not the producer's.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
