@@ -57,10 +57,14 @@ impl IngestSource {
 /// This server's tracer and its export.
 pub struct Telemetry {
     tracer: SdkTracer,
+    /// Kept to shut down: spans started after that are not recorded.
     provider: SdkTracerProvider,
     /// Every span's `weir.node`.
     node: String,
+    /// Emptied at shutdown, which closes the queue: the export task then
+    /// sends what is left and ends.
     closer: export::Sender,
+    /// The export task, awaited (with a deadline) at shutdown.
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
