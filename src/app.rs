@@ -42,6 +42,8 @@ pub struct App {
     pub inbound: Arc<crate::inbound::Inbound>,
     /// This node's id.
     pub node: String,
+    /// Trace export; `None` (off) builds no spans at all.
+    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 impl App {

@@ -28,4 +28,5 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod token;

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub inbound_requests: IntCounterVec,
     /// Caught requests routed (or held), by source.
     pub inbound_routed: IntCounterVec,
+    /// Finished trace spans by fate: exported, dropped_queue_full,
+    /// dropped_export_failed (only while `[telemetry]` exports).
+    pub trace_spans: IntCounterVec,
 }
 
 impl Metrics {
@@ -113,6 +116,11 @@ impl Metrics {
                 "weir_plugin_call_duration_seconds",
                 "Plugin call latency",
                 &["plugin"],
+            ),
+            trace_spans: counter_vec(
+                "weir_trace_spans_total",
+                "Trace spans exported to the OTLP collector or dropped (queue full, export failed)",
+                &["result"],
             ),
             reloads: counter_vec(
                 "weir_reloads_total",

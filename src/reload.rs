@@ -248,6 +248,9 @@ fn immutable_unchanged(old: &Config, new: &Config) -> Result<(), String> {
     if old.store != new.store {
         changed.push("store");
     }
+    if old.telemetry != new.telemetry {
+        changed.push("telemetry");
+    }
     if changed.is_empty() {
         Ok(())
     } else {

@@ -60,6 +60,9 @@ pub async fn run_with_clock(
     let (store, node) = open_store(&config).await?;
     let metrics = Arc::new(Metrics::new());
     metrics.node_info.with_label_values(&[node.as_str()]).set(1);
+    let telemetry = crate::telemetry::Telemetry::start(&config.telemetry, &node, &metrics)
+        .context("starting the trace export")?
+        .map(Arc::new);
     let plugins =
         Arc::new(Plugins::new(&config, metrics.clone()).context("starting the plugin host")?);
     std::fs::create_dir_all(&config.server.plugins_dir)
@@ -91,6 +94,7 @@ pub async fn run_with_clock(
         clock: clock.clone(),
         outbound: tokio::sync::Semaphore::new(crate::deliver::MAX_OUTBOUND),
         node: node.clone(),
+        telemetry: telemetry.clone(),
     });
     let deliverer = Arc::new(Deliverer::new(
         shared,
@@ -113,6 +117,7 @@ pub async fn run_with_clock(
         pending_events: Default::default(),
         inbound: Arc::new(crate::inbound::Inbound::new(sources)),
         node: node.clone(),
+        telemetry: telemetry.clone(),
     });
     tracker.spawn(crate::inbound::route::run(
         app.clone(),
@@ -145,6 +150,10 @@ pub async fn run_with_clock(
         warn!("attempts still in flight at the shutdown deadline; they will be retried on restart");
     }
     store.close().await;
+    // Last: the spans of the attempts drained above go out too.
+    if let Some(t) = &telemetry {
+        t.shutdown().await;
+    }
     drop(app);
     drop(deliverer);
     info!("stopped");

@@ -360,6 +360,11 @@ pub async fn test(
         occurred_at: rfc3339(now),
     };
     let event_id = event.id.clone();
+    let traced = app.telemetry.as_deref().map(|t| {
+        let mut spans = t.ingest(crate::telemetry::IngestSource::Test);
+        spans.event(&event, 1, std::time::SystemTime::now(), None);
+        spans
+    });
     let target = Target {
         webhook: id.clone(),
         tenant: hook.tenant().map(str::to_owned),
@@ -375,6 +380,9 @@ pub async fn test(
             0,
         )
         .await?;
+    if let Some(spans) = traced {
+        spans.stored(&stored);
+    }
     let delivery_id = match stored.into_iter().next() {
         Some(Ingested::Stored(mut d)) if !d.is_empty() => d.remove(0).id,
         _ => return Err(ApiError::internal("test event was not stored")),

@@ -9,6 +9,7 @@ mod lines;
 mod raw;
 pub mod source;
 mod store;
+pub mod telemetry;
 mod toml_error;
 pub mod webhook;
 
@@ -31,6 +32,7 @@ use lines::{Lines, line_of};
 use raw::RawConfig;
 pub use source::{Extract, InboundSource, SourcePluginSpec, SourceSpec};
 pub use store::{DatabaseUrl, StoreConfig};
+pub use telemetry::{OtlpEndpoint, TelemetryConfig};
 pub use webhook::{DeliveryDefaults, Origin, PluginSpec, Problem, WebhookSpec};
 
 /// Everything weir runs on, resolved and validated.
@@ -46,6 +48,8 @@ pub struct Config {
     pub allow_targets: Vec<IpNet>,
     /// `[store]`: where events, deliveries and the catalog live.
     pub store: StoreConfig,
+    /// `[telemetry]`: OpenTelemetry trace export, off by default.
+    pub telemetry: TelemetryConfig,
     /// The `[[webhooks]]` tables; API webhooks live in the store.
     pub webhooks: Vec<Arc<Webhook>>,
     /// The `[[sources]]` tables; API sources live in the store.
@@ -424,6 +428,12 @@ impl Validator<'_> {
                 StoreConfig::Sqlite
             }
         };
+        let telemetry = telemetry::resolve(raw.telemetry).unwrap_or_else(|problems| {
+            for (key, message) in problems {
+                self.problem(key, message);
+            }
+            TelemetryConfig::default()
+        });
         let plugins = PluginLimits {
             timeout: Duration::from_millis(raw.plugins.timeout_ms.max(1)),
             memory_bytes: raw.plugins.memory_mb.max(1) << 20,
@@ -500,6 +510,7 @@ impl Validator<'_> {
             delivery,
             allow_targets,
             store,
+            telemetry,
             webhooks,
             sources,
         }

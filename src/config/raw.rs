@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::telemetry::RawTelemetry;
 use super::{DeliveryDefaults, SourceSpec, WebhookSpec};
 
 #[derive(Debug, Deserialize)]
@@ -16,6 +17,8 @@ pub struct RawConfig {
     pub plugins: RawPlugins,
     #[serde(default)]
     pub store: RawStore,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
     #[serde(default)]
     pub webhooks: Vec<WebhookSpec>,
     #[serde(default)]

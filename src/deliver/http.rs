@@ -20,6 +20,9 @@ const LOGGED_RESPONSE: usize = 1024;
 /// Read (and discard) up to this much so the connection can be reused.
 const DRAINED_RESPONSE: usize = 64 * 1024;
 
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 pub const USER_AGENT_VALUE: &str = concat!("weir/", env!("CARGO_PKG_VERSION"));
 
 /// Headers a plugin or static config may not set: weir owns them.
@@ -67,16 +70,18 @@ pub struct Outcome {
 
 /// Sends `rendered` to `hook` for the event `event_id`.
 /// `at` is when the attempt is recorded as made; the signature's timestamp
-/// is always the wall clock, which subscribers check.
+/// is always the wall clock, which subscribers check. `traceparent` (only
+/// while traces are exported) names the attempt's span.
 pub async fn send(
     client: &reqwest::Client,
     hook: &Webhook,
     event_id: &str,
     rendered: &Rendered,
     at: Millis,
+    traceparent: Option<&str>,
 ) -> Outcome {
     let started = Instant::now();
-    let result = try_send(client, hook, event_id, rendered, at).await;
+    let result = try_send(client, hook, event_id, rendered, at, traceparent).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok((status, headers, response)) => Outcome {
@@ -110,6 +115,7 @@ async fn try_send(
     event_id: &str,
     rendered: &Rendered,
     at: Millis,
+    traceparent: Option<&str>,
 ) -> Result<(u16, HeaderMap, String), String> {
     if let Some(host) = hook.url.host() {
         let literal = match host {
@@ -121,7 +127,13 @@ async fn try_send(
             ssrf::check(addr, &hook.policy.allow_targets).map_err(|e| e.to_string())?;
         }
     }
-    let headers = build_headers(hook, event_id, rendered, now_millis() / 1000, at);
+    let mut headers = build_headers(hook, event_id, rendered, now_millis() / 1000, at);
+    if let Some(tp) = traceparent.and_then(|tp| HeaderValue::try_from(tp).ok()) {
+        // weir's span replaces whatever trace context the webhook's static
+        // headers or its plugins set.
+        headers.insert(TRACEPARENT, tp);
+        headers.remove(TRACESTATE);
+    }
     let mut response = client
         .post(hook.url.clone())
         .headers(headers)

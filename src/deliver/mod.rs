@@ -42,6 +42,8 @@ pub struct Shared {
     pub outbound: tokio::sync::Semaphore,
     /// This node's id, recorded with each attempt.
     pub node: String,
+    /// Trace export; `None` (off) builds no spans at all.
+    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 /// Attempts on the wire at once, node-wide.

@@ -256,7 +256,15 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
     let started = shared.clock.now();
     let (rendered, fresh) = match due.rendered.clone() {
         Some(r) => (r, false),
-        None => match router::render(&shared.plugins, &hook, &due.event, &due.id).await {
+        None => match router::render(
+            &shared.plugins,
+            &hook,
+            &due.event,
+            &due.id,
+            shared.telemetry.as_deref(),
+        )
+        .await
+        {
             Render::Deliver(r) => (r, true),
             outcome => {
                 let label = if matches!(outcome, Render::Held(_)) {
@@ -286,11 +294,32 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
         },
     };
     let client = shared.clients.get(&hook.policy.allow_targets);
-    let mut out = {
+    let (mut out, span) = {
         let _wire = shared.outbound.acquire().await.expect("never closed");
-        http::send(&client, &hook, &due.event.id, &rendered, shared.clock.now()).await
+        let span = shared.telemetry.as_deref().map(|t| {
+            t.attempt(
+                &due.event,
+                &hook.id,
+                &due.id,
+                due.attempts + 1,
+                hook.url.host_str(),
+            )
+        });
+        let traceparent = span.as_ref().map(|s| s.traceparent());
+        let sent = http::send(
+            &client,
+            &hook,
+            &due.event.id,
+            &rendered,
+            shared.clock.now(),
+            traceparent,
+        );
+        (sent.await, span)
     };
     let after = after_attempt(&hook, &due, out.verdict, out.attempt.at);
+    if let Some(span) = span {
+        span.finish(&out.attempt, after);
+    }
     let m = &shared.metrics;
     m.attempt_seconds
         .with_label_values(&[hook.id.as_str()])

@@ -25,6 +25,7 @@ use crate::ingest::DEDUP_WINDOW_MS;
 use crate::ingest::envelope::{check_id, check_type};
 use crate::plugin::{Incoming, MAX_BODY};
 use crate::store::{CaughtRequest, InboundOutcome, InboundState, Ingested, NewEvent, StoreError};
+use crate::telemetry::{IngestSource, SpanContext};
 
 /// Requests routed per batch.
 const BATCH: usize = 32;
@@ -121,11 +122,17 @@ async fn route_batch(app: &App, batch: Vec<CaughtRequest>) -> Result<(), StoreEr
     .await;
     let table = app.hooks.load();
     let mut new_events = Vec::new();
+    // With traces on: each event's arrival and its sender's span, in step
+    // with `new_events`.
+    let mut arrivals = Vec::new();
     let mut outcomes = Vec::new();
     for (req, result) in batch.iter().zip(made) {
         let (state, reason, ids) = match result {
             Ok(events) => {
                 let ids = events.iter().map(|e| e.id.clone()).collect();
+                if app.telemetry.is_some() {
+                    arrivals.extend(std::iter::repeat_n(arrival(req), events.len()));
+                }
                 for event in events {
                     new_events.push(NewEvent {
                         webhooks: table.matching(&event),
@@ -155,7 +162,18 @@ async fn route_batch(app: &App, batch: Vec<CaughtRequest>) -> Result<(), StoreEr
     while !new_events.is_empty() {
         let rest = new_events.split_off(new_events.len().min(1000));
         let chunk = std::mem::replace(&mut new_events, rest);
-        for outcome in app.store.ingest(chunk, now, DEDUP_WINDOW_MS).await? {
+        let traced = app.telemetry.as_deref().map(|t| {
+            let mut spans = t.ingest(IngestSource::Inbound);
+            for (e, (at, link)) in chunk.iter().zip(arrivals.drain(..chunk.len())) {
+                spans.event(&e.event, e.webhooks.len(), at, link);
+            }
+            spans
+        });
+        let stored = app.store.ingest(chunk, now, DEDUP_WINDOW_MS).await?;
+        if let Some(spans) = traced {
+            spans.stored(&stored);
+        }
+        for outcome in stored {
             match outcome {
                 Ingested::Stored(deliveries) => {
                     app.metrics.events_accepted.inc();
@@ -170,6 +188,18 @@ async fn route_batch(app: &App, batch: Vec<CaughtRequest>) -> Result<(), StoreEr
         }
     }
     app.store.finish_inbound(outcomes, now).await
+}
+
+/// When `req` was caught and the span its sender named in `traceparent`.
+fn arrival(req: &CaughtRequest) -> (std::time::SystemTime, Option<SpanContext>) {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(req.received_at.max(0) as u64);
+    let link = req
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
+        .and_then(|(_, value)| crate::telemetry::parse_traceparent(value));
+    (at, link)
 }
 
 /// The events one caught request becomes, or why it is held.

@@ -94,6 +94,7 @@ pub async fn post_events(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<crate::api::Accepted>), ApiError> {
+    let received = std::time::SystemTime::now();
     let m = &app.metrics;
     let reject = |reason: &str| m.events_rejected.with_label_values(&[reason]).inc();
     if app.shutting_down.is_cancelled() {
@@ -142,11 +143,22 @@ pub async fn post_events(
     m.events_received.inc_by(events.len() as u64);
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     let table = app.hooks.load();
+    let producer = app.telemetry.as_ref().and_then(|_| {
+        let value = headers.get("traceparent")?.to_str().ok()?;
+        crate::telemetry::parse_traceparent(value)
+    });
+    let mut traced = app
+        .telemetry
+        .as_deref()
+        .map(|t| t.ingest(crate::telemetry::IngestSource::Api));
     let batch = events
         .into_iter()
-        .map(|event| NewEvent {
-            webhooks: table.matching(&event),
-            event,
+        .map(|event| {
+            let webhooks = table.matching(&event);
+            if let Some(spans) = &mut traced {
+                spans.event(&event, webhooks.len(), received, producer.clone());
+            }
+            NewEvent { webhooks, event }
         })
         .collect();
     let stored = app
@@ -154,6 +166,9 @@ pub async fn post_events(
         .ingest(batch, now, DEDUP_WINDOW_MS)
         .await
         .inspect_err(|_| reject("store"))?;
+    if let Some(spans) = traced {
+        spans.stored(&stored);
+    }
     // Wake each webhook's worker once per request, not once per delivery.
     let mut woken = std::collections::HashSet::new();
     for outcome in &stored {

@@ -11,12 +11,37 @@ use crate::config::{OnError, Webhook};
 use crate::event::Event;
 use crate::plugin::{CallContext, Plugins, Verdict};
 use crate::store::{Render, Rendered};
+use crate::telemetry::{ChainSpan, Telemetry};
 
 pub use table::Table;
 
 /// Runs `hook`'s plugin chain over `event`: each plugin sees the original
 /// event and the request the previous one produced; the first drop ends it.
-pub async fn render(plugins: &Plugins, hook: &Webhook, event: &Event, delivery: &str) -> Render {
+/// With `telemetry`, a chain of plugins leaves a span, and each call one.
+pub async fn render(
+    plugins: &Plugins,
+    hook: &Webhook,
+    event: &Event,
+    delivery: &str,
+    telemetry: Option<&Telemetry>,
+) -> Render {
+    let chain = telemetry
+        .filter(|_| !hook.plugins.is_empty())
+        .map(|t| t.chain(event, &hook.id, delivery));
+    let outcome = run_chain(plugins, hook, event, delivery, chain.as_ref()).await;
+    if let Some(chain) = chain {
+        chain.finish(&outcome);
+    }
+    outcome
+}
+
+async fn run_chain(
+    plugins: &Plugins,
+    hook: &Webhook,
+    event: &Event,
+    delivery: &str,
+    chain: Option<&ChainSpan<'_>>,
+) -> Render {
     let snapshot = plugins.snapshot();
     let mut request = Rendered {
         body: event.envelope_json(),
@@ -28,7 +53,8 @@ pub async fn render(plugins: &Plugins, hook: &Webhook, event: &Event, delivery: 
             event: &event.id,
             delivery,
         };
-        match plugins
+        let span = chain.map(|c| c.plugin(&step.name));
+        let result = plugins
             .call(
                 &snapshot,
                 &step.name,
@@ -37,8 +63,11 @@ pub async fn render(plugins: &Plugins, hook: &Webhook, event: &Event, delivery: 
                 &step.config_json,
                 &ctx,
             )
-            .await
-        {
+            .await;
+        if let Some(span) = span {
+            span.finish(&result, step.on_error);
+        }
+        match result {
             Ok(Verdict::Deliver(next)) => request = next,
             Ok(Verdict::Drop(reason)) => {
                 return Render::Filtered(format!("{}: {reason}", step.name));
