@@ -10,13 +10,31 @@ pub mod table;
 use crate::config::{OnError, Webhook};
 use crate::event::Event;
 use crate::plugin::{CallContext, Plugins, Verdict};
-use crate::store::{Render, Rendered};
+use crate::store::{PluginLog, Render, Rendered};
 
 pub use table::Table;
 
 /// Runs `hook`'s plugin chain over `event`: each plugin sees the original
 /// event and the request the previous one produced; the first drop ends it.
-pub async fn render(plugins: &Plugins, hook: &Webhook, event: &Event, delivery: &str) -> Render {
+/// Returns the outcome and what the plugins logged on the way.
+pub async fn render(
+    plugins: &Plugins,
+    hook: &Webhook,
+    event: &Event,
+    delivery: &str,
+) -> (Render, PluginLog) {
+    let mut log = PluginLog::default();
+    let outcome = run_chain(plugins, hook, event, delivery, &mut log).await;
+    (outcome, log)
+}
+
+async fn run_chain(
+    plugins: &Plugins,
+    hook: &Webhook,
+    event: &Event,
+    delivery: &str,
+    log: &mut PluginLog,
+) -> Render {
     let snapshot = plugins.snapshot();
     let mut request = Rendered {
         body: event.envelope_json(),
@@ -28,8 +46,8 @@ pub async fn render(plugins: &Plugins, hook: &Webhook, event: &Event, delivery: 
             event: &event.id,
             delivery,
         };
-        match plugins
-            .call(
+        let (verdict, lines) = plugins
+            .call_capturing_logs(
                 &snapshot,
                 &step.name,
                 event,
@@ -37,8 +55,9 @@ pub async fn render(plugins: &Plugins, hook: &Webhook, event: &Event, delivery: 
                 &step.config_json,
                 &ctx,
             )
-            .await
-        {
+            .await;
+        log.extend(&step.name, lines);
+        match verdict {
             Ok(Verdict::Deliver(next)) => request = next,
             Ok(Verdict::Drop(reason)) => {
                 return Render::Filtered(format!("{}: {reason}", step.name));
