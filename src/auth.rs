@@ -6,7 +6,8 @@
 //! the SHA-256 of what was presented. A request without a token gets what the
 //! config leaves open: everything but ingest when no `admin_token` is set,
 //! ingest when no `ingest_token` is set. A token that was presented but is
-//! unknown, revoked or expired is always refused.
+//! unknown, revoked or expired is always refused, and the `401` says which:
+//! the token is the caller's own, so that tells them nothing new.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -16,7 +17,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::config::{ServerConfig, Webhook};
 use crate::error::ApiError;
-use crate::event::Millis;
+use crate::event::{Millis, rfc3339};
 use crate::token::{self, Scope, Scopes, TokenRecord};
 
 /// The caller of one request.
@@ -27,6 +28,15 @@ pub struct Principal {
     pub owner: Option<String>,
     /// No token was presented: a missing scope is then a 401, not a 403.
     anonymous: bool,
+    /// The API token presented, if it was one (not a config token).
+    pub token: Option<TokenRef>,
+}
+
+/// How an API token is known without the token itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRef {
+    pub id: String,
+    pub prefix: String,
 }
 
 impl Principal {
@@ -35,7 +45,22 @@ impl Principal {
             scopes: Scopes::all(),
             owner: None,
             anonymous: false,
+            token: None,
         }
+    }
+
+    /// Every scope the caller holds (`admin` implies the others).
+    pub fn scopes(&self) -> Vec<Scope> {
+        Scope::ALL
+            .into_iter()
+            .filter(|s| self.scopes.has(*s))
+            .collect()
+    }
+
+    /// Whether the request carried a token: anonymous callers only get what
+    /// the config leaves open.
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous
     }
 
     /// 403 naming the scope unless the caller has it (401 without a token).
@@ -95,16 +120,49 @@ impl Tokens {
         self.by_hash.write().expect("tokens").insert(t.hash, t);
     }
 
-    fn find(&self, presented: &str, now: Millis) -> Option<Principal> {
+    fn find(&self, presented: &str, now: Millis) -> Result<Principal, Refused> {
         let hash = token::hash(presented);
         let map = self.by_hash.read().expect("tokens");
-        let t = map.get(&hash)?;
         // The map found it by hash; compare again in constant time anyway.
-        (bool::from(t.hash.ct_eq(&hash)) && t.live(now)).then(|| Principal {
+        let t = map
+            .get(&hash)
+            .filter(|t| bool::from(t.hash.ct_eq(&hash)))
+            .ok_or(Refused::Unknown)?;
+        if t.revoked_at.is_some() {
+            return Err(Refused::Revoked);
+        }
+        if let Some(at) = t.expires_at.filter(|at| *at <= now) {
+            return Err(Refused::Expired(at));
+        }
+        debug_assert!(t.live(now));
+        Ok(Principal {
             scopes: t.scopes(),
             owner: t.owner.clone(),
             anonymous: false,
+            token: Some(TokenRef {
+                id: t.id.clone(),
+                prefix: t.prefix.clone(),
+            }),
         })
+    }
+}
+
+/// Why a presented API token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    Unknown,
+    Revoked,
+    Expired(Millis),
+}
+
+impl Refused {
+    fn into_error(self) -> ApiError {
+        let message = match self {
+            Refused::Unknown => "unknown token".to_owned(),
+            Refused::Revoked => "this token was revoked".to_owned(),
+            Refused::Expired(at) => format!("this token expired at {}", rfc3339(at)),
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 }
 
@@ -149,6 +207,7 @@ pub fn authenticate(
             scopes,
             owner: None,
             anonymous: true,
+            token: None,
         });
     };
     if server
@@ -167,11 +226,10 @@ pub fn authenticate(
             scopes: Scopes::of(&[Scope::EventsWrite]),
             owner: None,
             anonymous: false,
+            token: None,
         });
     }
-    tokens
-        .find(presented, now)
-        .ok_or_else(ApiError::unauthorized)
+    tokens.find(presented, now).map_err(Refused::into_error)
 }
 
 #[cfg(test)]
@@ -214,12 +272,50 @@ mod tests {
         let tokens = Tokens::load(vec![rec.clone()]);
         let p = tokens.find(&text, 999).expect("live");
         assert_eq!(p.owner.as_deref(), Some("org_1"));
+        assert_eq!(p.scopes(), [Scope::WebhooksRead]);
+        assert_eq!(
+            p.token.as_ref().map(|t| t.id.as_str()),
+            Some(rec.id.as_str())
+        );
         assert!(p.require(Scope::WebhooksRead).is_ok());
         assert!(p.require(Scope::WebhooksWrite).is_err());
-        assert!(tokens.find(&text, 1000).is_none(), "expired");
-        assert!(tokens.find("weir_nope", 0).is_none());
+        assert_eq!(tokens.find(&text, 1000), Err(Refused::Expired(1000)));
+        assert_eq!(tokens.find("weir_nope", 0), Err(Refused::Unknown));
         rec.revoked_at = Some(5);
         tokens.put(rec);
-        assert!(tokens.find(&text, 10).is_none(), "revoked");
+        assert_eq!(tokens.find(&text, 10), Err(Refused::Revoked));
+        assert_eq!(
+            tokens.find(&text, 2000),
+            Err(Refused::Revoked),
+            "revoked wins"
+        );
+    }
+
+    #[test]
+    fn a_refused_token_is_told_why() {
+        let messages: Vec<String> = [Refused::Unknown, Refused::Revoked, Refused::Expired(0)]
+            .into_iter()
+            .map(|r| r.into_error())
+            .inspect(|e| {
+                assert_eq!(
+                    (e.status, e.code),
+                    (StatusCode::UNAUTHORIZED, "unauthorized")
+                )
+            })
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "unknown token",
+                "this token was revoked",
+                "this token expired at 1970-01-01T00:00:00.000Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_admin_token_holds_every_scope() {
+        assert_eq!(Principal::admin().scopes(), Scope::ALL);
     }
 }

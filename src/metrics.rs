@@ -1,9 +1,25 @@
 //! Prometheus metrics, registered once per server and rendered at `/metrics`.
 
+use std::collections::HashMap;
+
+use prometheus::core::Collector as _;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+
+/// One plugin's calls on this node, from `weir_plugin_calls_total` and
+/// `weir_plugin_call_duration_seconds`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PluginFigures {
+    /// Every call, whatever its result (`benched` ones included).
+    pub calls: u64,
+    /// Calls that produced no verdict: `failure` and `benched`.
+    pub failures: u64,
+    /// Time spent in calls that ran, and how many ran.
+    pub seconds: f64,
+    pub timed: u64,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -131,6 +147,37 @@ impl Metrics {
         }
     }
 
+    /// Every plugin called on this node so far, by name. Reads the series
+    /// that exist without making new ones.
+    pub fn plugin_figures(&self) -> HashMap<String, PluginFigures> {
+        let mut out: HashMap<String, PluginFigures> = HashMap::new();
+        let label = |m: &prometheus::proto::Metric, name: &str| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == name)
+                .map(|l| l.value().to_owned())
+                .unwrap_or_default()
+        };
+        for family in self.plugin_calls.collect() {
+            for m in family.get_metric() {
+                let f = out.entry(label(m, "plugin")).or_default();
+                let n = m.get_counter().get_value() as u64;
+                f.calls += n;
+                if matches!(label(m, "result").as_str(), "failure" | "benched") {
+                    f.failures += n;
+                }
+            }
+        }
+        for family in self.plugin_seconds.collect() {
+            for m in family.get_metric() {
+                let f = out.entry(label(m, "plugin")).or_default();
+                f.seconds += m.get_histogram().get_sample_sum();
+                f.timed += m.get_histogram().get_sample_count();
+            }
+        }
+        out
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new()
@@ -143,5 +190,33 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_figures_add_up_results_and_time_without_making_series() {
+        let m = Metrics::new();
+        assert!(m.plugin_figures().is_empty());
+        for (result, n) in [("deliver", 3), ("drop", 1), ("failure", 2), ("benched", 4)] {
+            m.plugin_calls.with_label_values(&["p", result]).inc_by(n);
+        }
+        m.plugin_seconds.with_label_values(&["p"]).observe(0.5);
+        m.plugin_seconds.with_label_values(&["p"]).observe(1.5);
+        let figures = m.plugin_figures();
+        assert_eq!(
+            figures["p"],
+            PluginFigures {
+                calls: 10,
+                failures: 6,
+                seconds: 2.0,
+                timed: 2
+            }
+        );
+        assert_eq!(figures.len(), 1);
+        assert!(!m.render().contains("plugin=\"q\""));
     }
 }

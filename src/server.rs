@@ -210,6 +210,7 @@ pub fn routes(app: Arc<App>) -> Router {
         )
         .route("/v1/webhooks/{id}/test", post(admin::webhooks::test))
         .route("/v1/webhooks/{id}/enable", post(admin::webhooks::enable))
+        .route("/v1/webhooks/{id}/stats", get(admin::stats::stats))
         .route("/v1/deliveries", get(admin::deliveries::list))
         .route("/v1/deliveries/{id}", get(admin::deliveries::get))
         .route(
@@ -218,6 +219,7 @@ pub fn routes(app: Arc<App>) -> Router {
         )
         .route("/v1/replay", post(admin::deliveries::bulk_replay))
         .route("/v1/plugins", get(admin::plugins::list))
+        .route("/v1/plugins/{name}/run", post(admin::plugins::run))
         .route(
             "/v1/sources",
             get(admin::sources::list).post(admin::sources::create),
@@ -243,6 +245,7 @@ pub fn routes(app: Arc<App>) -> Router {
             "/v1/tokens/{id}",
             axum::routing::delete(admin::tokens::revoke),
         )
+        .route("/v1/whoami", get(admin::whoami::whoami))
         .route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
     Router::new()
         .route("/v1/events", post(ingest::post_events))

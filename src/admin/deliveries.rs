@@ -12,9 +12,12 @@ use super::{json_body, required};
 use crate::api::{self, BulkReplay, ErrorBody};
 use crate::app::App;
 use crate::auth::Principal;
+use crate::deliver::http::{per_attempt_headers, shown_headers};
 use crate::error::ApiError;
 use crate::event::rfc3339;
-use crate::store::{DeliveryFilter, DeliveryRecord, DeliveryState, ReplayRefused};
+use crate::store::{
+    DeliveryFilter, DeliveryRecord, DeliveryState, ReplayFilter, ReplayRefused, StoredDelivery,
+};
 use crate::token::Scope;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -27,6 +30,13 @@ pub struct LogQuery {
     status: Option<String>,
     /// Only deliveries of this event id.
     event: Option<String>,
+    /// Only deliveries of events of exactly this type.
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    /// RFC 3339: only deliveries created at or after this time.
+    since: Option<String>,
+    /// RFC 3339: only deliveries created before this time.
+    until: Option<String>,
     /// 1..=1000, default 50.
     limit: Option<String>,
     /// The last delivery id of the previous page (newest first).
@@ -60,6 +70,9 @@ pub async fn list(
         tenant: p.owner.clone(),
         state,
         event_id: q.event,
+        event_type: q.event_type,
+        since: time(q.since.as_deref(), "since")?,
+        until: time(q.until.as_deref(), "until")?,
         after: q.after,
         limit,
     };
@@ -71,6 +84,11 @@ pub async fn list(
         deliveries: rows.iter().map(view).collect(),
         next,
     }))
+}
+
+/// An optional RFC 3339 parameter; a bad one is `400 bad_time` naming it.
+fn time(raw: Option<&str>, field: &str) -> Result<Option<crate::event::Millis>, ApiError> {
+    raw.map(|s| super::parse_time(field, s)).transpose()
 }
 
 fn parse_state(s: &str) -> Result<DeliveryState, ApiError> {
@@ -110,15 +128,33 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<api::DeliveryDetail>, ApiError> {
     p.require(Scope::DeliveriesRead)?;
-    let (record, attempts) = app
+    let found = app
         .store
         .delivery(&id)
         .await?
-        .filter(|(r, _)| p.sees_tenant(r.tenant.as_deref()))
+        .filter(|d| p.sees_tenant(d.record.tenant.as_deref()))
         .ok_or_else(|| ApiError::not_found("delivery", &id))?;
-    Ok(Json(api::DeliveryDetail {
-        delivery: view(&record),
-        attempt_log: attempts
+    Ok(Json(detail(&app, found)))
+}
+
+fn detail(app: &App, d: StoredDelivery) -> api::DeliveryDetail {
+    let hook = app.hooks.load().get(&d.record.webhook).cloned();
+    let signed = hook
+        .as_ref()
+        .is_none_or(|h| !h.signing_secrets(app.clock.now()).is_empty());
+    let request = d.rendered.map(|r| api::RequestView {
+        // A webhook gone since: only what the plugins set is known.
+        headers: match &hook {
+            Some(h) => shown_headers(h, &r),
+            None => r.headers.clone(),
+        },
+        body: r.body,
+    });
+    let e = d.event;
+    api::DeliveryDetail {
+        delivery: view(&d.record),
+        attempt_log: d
+            .attempts
             .into_iter()
             .map(|a| api::AttemptView {
                 at: rfc3339(a.at),
@@ -129,7 +165,20 @@ pub async fn get(
                 node: a.node,
             })
             .collect(),
-    }))
+        event: Some(api::EventView {
+            data: serde_json::from_str(&e.data).unwrap_or(serde_json::Value::Null),
+            id: e.id,
+            event_type: e.event_type,
+            owner_id: e.owner_id,
+            occurred_at: e.occurred_at,
+        }),
+        request,
+        plugin_log: d.plugin_log,
+        signed_headers: per_attempt_headers(signed)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/deliveries/{id}/replay", tag = "deliveries",
@@ -145,12 +194,13 @@ pub async fn replay(
 ) -> Result<(StatusCode, Json<api::Replayed>), ApiError> {
     p.require(Scope::DeliveriesReplay)?;
     // The webhook must still exist before anything changes.
-    let (record, _) = app
+    let record = app
         .store
         .delivery(&id)
         .await?
-        .filter(|(r, _)| p.sees_tenant(r.tenant.as_deref()))
-        .ok_or_else(|| ApiError::not_found("delivery", &id))?;
+        .filter(|d| p.sees_tenant(d.record.tenant.as_deref()))
+        .ok_or_else(|| ApiError::not_found("delivery", &id))?
+        .record;
     if app.hooks.load().get(&record.webhook).is_none() {
         return Err(webhook_gone(&record.webhook));
     }
@@ -181,7 +231,8 @@ fn webhook_gone(id: &str) -> ApiError {
 }
 
 #[utoipa::path(post, path = "/v1/replay", tag = "deliveries", request_body = BulkReplay,
-    responses((status = 202, body = api::BulkReplayed), (status = 400, body = ErrorBody),
+    responses((status = 200, body = api::BulkReplayed, description = "a dry run: nothing changed"),
+        (status = 202, body = api::BulkReplayed), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)),
@@ -213,18 +264,31 @@ pub async fn bulk_replay(
         None if p.owner.is_some() => return Err(ApiError::not_found("webhook", &req.webhook)),
         None => return Err(webhook_gone(&req.webhook)),
     }
-    let since = req
-        .since
-        .as_deref()
-        .map(|s| super::parse_time("since", s))
-        .transpose()?;
-    let n = app
-        .store
-        .replay_all(&req.webhook, req.status, since, app.clock.now())
-        .await?;
-    app.deliverer.notify(&req.webhook);
+    let filter = ReplayFilter {
+        webhook: req.webhook,
+        tenant: p.owner.clone(),
+        state: req.status,
+        event_type: req.event_type,
+        since: time(req.since.as_deref(), "since")?,
+        until: time(req.until.as_deref(), "until")?,
+    };
+    if req.dry_run {
+        let matched = app.store.count_replayable(&filter).await?;
+        return Ok((
+            StatusCode::OK,
+            Json(api::BulkReplayed {
+                replayed: 0,
+                matched,
+            }),
+        ));
+    }
+    let n = app.store.replay_all(&filter, app.clock.now()).await?;
+    app.deliverer.notify(&filter.webhook);
     Ok((
         StatusCode::ACCEPTED,
-        Json(api::BulkReplayed { replayed: n }),
+        Json(api::BulkReplayed {
+            replayed: n,
+            matched: n,
+        }),
     ))
 }

@@ -1,5 +1,6 @@
-//! The management API: webhooks (config and API ones), the delivery log and
-//! replays, plugin states and API tokens. Every route here runs behind
+//! The management API: webhooks (config and API ones) and their stats, the
+//! delivery log and replays, plugin states and dry runs, API tokens and the
+//! caller's own (`whoami`). Every route here runs behind
 //! [`crate::auth`]: a handler takes the caller's [`Principal`], checks the
 //! scope it needs, and answers `404` for anything of another owner.
 //!
@@ -8,8 +9,10 @@
 pub mod deliveries;
 pub mod plugins;
 pub mod sources;
+pub mod stats;
 pub mod tokens;
 pub mod webhooks;
+pub mod whoami;
 
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;

@@ -199,6 +199,50 @@ pub struct TestSent {
     pub event_id: String,
 }
 
+/// `GET /v1/webhooks/{id}/stats`: the last `minutes` of a webhook's attempts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookStats {
+    pub webhook: String,
+    /// The window: this many one-minute buckets, the last being the current
+    /// (partial) minute.
+    pub minutes: u32,
+    /// Live (pending or retrying) deliveries now.
+    pub queue_depth: u64,
+    /// Attempts in the window: `delivered` + `failed`.
+    pub attempts: u64,
+    /// Attempts answered with a status in the webhook's `success_status`.
+    pub delivered: u64,
+    /// Every other attempt: another status, a timeout, no connection.
+    pub failed: u64,
+    /// `delivered / attempts`; `null` without attempts.
+    pub success_rate: Option<f64>,
+    /// Over every attempt of the window.
+    pub latency_ms: Latency,
+    pub last_success_at: Option<String>,
+    pub last_failure_at: Option<String>,
+    /// One per minute, oldest first, minutes without attempts included.
+    pub buckets: Vec<StatsBucket>,
+    /// The window held more than 100,000 attempts: only the newest were
+    /// counted, so the oldest minutes show too few.
+    pub capped: bool,
+}
+
+/// Nearest-rank percentiles, in milliseconds; `null` without attempts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Latency {
+    pub p50: Option<u64>,
+    pub p99: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatsBucket {
+    /// The minute's start, RFC 3339.
+    pub at: String,
+    pub delivered: u64,
+    pub failed: u64,
+    pub p50_ms: Option<u64>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Enabled {
     pub id: String,
@@ -247,6 +291,39 @@ pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: Delivery,
     pub attempt_log: Vec<AttemptView>,
+    /// The event delivered; `null` if it is gone.
+    pub event: Option<EventView>,
+    /// The request as last sent (or about to be): `null` until the plugin
+    /// chain made one (and for a filtered or held delivery).
+    pub request: Option<RequestView>,
+    /// What the webhook's plugins logged the last time the chain ran for
+    /// this delivery, each line prefixed with the plugin's name (at most 50
+    /// lines, 4 KiB).
+    pub plugin_log: Vec<String>,
+    /// Headers weir adds to each attempt, not in `request`: `webhook-id`,
+    /// `webhook-timestamp` and, when the webhook signs, `webhook-signature`.
+    pub signed_headers: Vec<String>,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub owner_id: Option<String>,
+    pub occurred_at: String,
+    /// The producer's `data`.
+    pub data: Value,
+}
+
+/// A request to a subscriber, less what each attempt adds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RequestView {
+    pub body: String,
+    /// `[name, value]` pairs in order. Values of the webhook's own
+    /// `headers` are shown as `(redacted)`; those a plugin set are shown.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -261,19 +338,90 @@ pub struct BulkReplay {
     pub webhook: String,
     /// `dead`, `held`, `canceled` or `filtered`.
     pub status: DeliveryState,
-    /// RFC 3339: only deliveries updated since.
+    /// RFC 3339: only deliveries last updated at or after this time.
     #[serde(default)]
     pub since: Option<String>,
+    /// RFC 3339: only deliveries last updated before this time.
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Only deliveries of events of exactly this type.
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
+    /// Count what would be replayed and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BulkReplayed {
+    /// Deliveries made pending again (0 on a dry run).
     pub replayed: u64,
+    /// Deliveries the filter matched (absent from weirs before dry runs).
+    #[serde(default)]
+    pub matched: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PluginList {
-    pub plugins: Vec<PluginStatus>,
+    pub plugins: Vec<PluginView>,
+}
+
+/// A plugin, which of the caller's webhooks use it, and its calls on the
+/// node that answers (each node counts its own, since it started).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PluginView {
+    #[serde(flatten)]
+    pub status: PluginStatus,
+    /// Ids of the webhooks whose chain names it, of those the token sees.
+    pub used_by: Vec<String>,
+    /// Calls on this node, whatever came of them.
+    pub calls: u64,
+    /// Calls that gave no verdict: failed, or skipped while benched.
+    pub failures: u64,
+    /// Mean time of a call that ran; `null` when none has.
+    pub mean_ms: Option<f64>,
+}
+
+/// `POST /v1/plugins/{name}/run`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunPlugin {
+    /// One event, as `POST /v1/events` takes it.
+    #[schema(value_type = EventIn)]
+    pub event: Box<serde_json::value::RawValue>,
+    /// The plugin's config, as a webhook's chain would give it; `{}` when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<Value>)]
+    pub config: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// What one dry run of a plugin produced.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PluginRun {
+    pub plugin: String,
+    pub verdict: RunVerdict,
+    /// Why it dropped the event.
+    pub reason: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The body it made, for `deliver`.
+    pub body: Option<String>,
+    /// The headers it set, for `deliver`, as `[name, value]` pairs.
+    pub headers: Vec<(String, String)>,
+    /// What it logged (`host.log`, stdout and stderr).
+    pub logs: Vec<String>,
+    /// How long the call took.
+    pub time_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunVerdict {
+    Deliver,
+    Drop,
+    /// The plugin trapped, returned an error, ran out of time or memory, or
+    /// made a request weir would not send.
+    Failure,
 }
 
 /// `POST /v1/tokens`.
@@ -316,6 +464,26 @@ pub struct TokenCreated {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<TokenView>,
+}
+
+/// `GET /v1/whoami`: the caller's token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// The owner the token is limited to; `null` for every owner.
+    pub owner: Option<String>,
+    /// Every scope it holds (`admin` brings all the others).
+    pub scopes: Vec<Scope>,
+    pub admin: bool,
+    /// The API token presented; `null` for the config's admin or ingest
+    /// token and for a caller without a token where none is needed.
+    pub token: Option<TokenIdentity>,
+}
+
+/// An API token as it is known without the token itself.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenIdentity {
+    pub id: String,
+    pub prefix: String,
 }
 
 /// An inbound source. Secrets are never shown, only how many there are.

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::admin::{deliveries, plugins, sources, tokens, webhooks};
+use crate::admin::{deliveries, plugins, sources, stats, tokens, webhooks, whoami};
 use crate::ingest;
 
 #[derive(OpenApi)]
@@ -27,11 +27,13 @@ use crate::ingest;
         webhooks::rotate_secret,
         webhooks::test,
         webhooks::enable,
+        stats::stats,
         deliveries::list,
         deliveries::get,
         deliveries::replay,
         deliveries::bulk_replay,
         plugins::list,
+        plugins::run,
         sources::list,
         sources::create,
         sources::get,
@@ -42,15 +44,16 @@ use crate::ingest;
         tokens::create,
         tokens::list,
         tokens::revoke,
+        whoami::whoami,
     ),
     modifiers(&Bearer),
     tags(
         (name = "events", description = "What producers post."),
         (name = "webhooks", description = "Webhooks from config.toml and from this API."),
         (name = "deliveries", description = "The delivery log and replays."),
-        (name = "plugins", description = "The plugins folder."),
+        (name = "plugins", description = "The plugins folder, and dry runs of its filter plugins."),
         (name = "sources", description = "Inbound sources and the requests they caught."),
-        (name = "tokens", description = "API tokens (admin only)."),
+        (name = "tokens", description = "API tokens (admin only), and the caller's own."),
     )
 )]
 pub struct Doc;
@@ -95,6 +98,9 @@ mod tests {
             "/v1/deliveries/{id}",
             "/v1/tokens/{id}",
             "/v1/sources/{id}/requests/{request}/replay",
+            "/v1/whoami",
+            "/v1/webhooks/{id}/stats",
+            "/v1/plugins/{name}/run",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path}");
         }

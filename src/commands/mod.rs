@@ -5,7 +5,7 @@ mod manage;
 mod remote;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -15,8 +15,7 @@ use crate::cli::{Command, PluginCommand};
 use crate::config::{Config, PluginLimits};
 use crate::event::now_millis;
 use crate::ingest::envelope;
-use crate::plugin::{CallContext, PluginError, PluginKind, Plugins, Verdict};
-use crate::store::Rendered;
+use crate::plugin::{PluginError, PluginKind, Plugins, Verdict};
 
 /// How a command failed: the user's doing (exit 1) or weir's (exit 2).
 #[derive(Debug)]
@@ -249,36 +248,26 @@ async fn plugin_run(
     let name = host
         .load_file(&file)
         .map_err(|e| user(format!("{}: cannot load plugin: {e}", file.display())))?;
-    let request = Rendered {
-        body: event.envelope_json(),
-        headers: Vec::new(),
-    };
-    let ctx = CallContext {
-        webhook: "(dry run)",
-        event: &event.id,
-        delivery: "(dry run)",
-    };
-    let started = Instant::now();
-    let (result, logs) = host
-        .call_capturing_logs(&host.snapshot(), &name, &event, &request, config_json, &ctx)
-        .await;
-    let took = started.elapsed();
-    for line in &logs {
-        println!("log: {line}");
+    let run = host
+        .dry_run(&name, &event, config_json)
+        .await
+        .map_err(|e| user(format!("{}: {e}", file.display())))?;
+    for line in &run.logs {
+        println!("log: {}", printable(line));
     }
-    let failed = result.is_err();
-    match result {
-        Ok(Verdict::Drop(reason)) => println!("verdict: drop\nreason: {reason}"),
+    let failed = run.result.is_err();
+    match run.result {
+        Ok(Verdict::Drop(reason)) => println!("verdict: drop\nreason: {}", printable(&reason)),
         Ok(Verdict::Deliver(r)) => {
             println!("verdict: deliver");
             for (k, v) in &r.headers {
-                println!("header: {k}: {v}");
+                println!("header: {k}: {}", printable(v));
             }
-            println!("body: {}", r.body);
+            println!("body: {}", printable(&r.body));
         }
-        Err(e) => println!("verdict: failure\nerror: {e}"),
+        Err(e) => println!("verdict: failure\nerror: {}", printable(&e.to_string())),
     }
-    println!("time: {:.3} ms", took.as_secs_f64() * 1000.0);
+    println!("time: {:.3} ms", run.took.as_secs_f64() * 1000.0);
     if failed {
         Err(user(format!("plugin {name} failed")))
     } else {

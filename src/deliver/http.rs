@@ -160,6 +160,28 @@ async fn try_send(
     Ok((status, headers, String::from_utf8_lossy(&kept).into_owned()))
 }
 
+/// The headers weir adds to each attempt itself, signed anew every time:
+/// the Standard Webhooks id and timestamp, and the signature when `signed`.
+pub fn per_attempt_headers(signed: bool) -> Vec<&'static str> {
+    let n = if signed { 3 } else { 2 };
+    RESERVED[..n].to_vec()
+}
+
+/// What the log shows of a request: the headers every attempt carries
+/// (those of [`per_attempt_headers`] left out), the webhook's static header
+/// values shown as `(redacted)`, as elsewhere in the API. What a plugin set
+/// is shown as it set it.
+pub fn shown_headers(hook: &Webhook, rendered: &Rendered) -> Vec<(String, String)> {
+    let redacted = HeaderValue::from_static("(redacted)");
+    let h = base_headers(hook, rendered, Some(&redacted));
+    h.iter()
+        .map(|(k, v)| {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (k.as_str().to_owned(), v)
+        })
+        .collect()
+}
+
 /// The headers of an attempt: defaults, the webhook's static headers, the
 /// plugin's headers, then the Standard Webhooks headers, which nothing else
 /// may set. `timestamp` (wall clock, seconds) is what is signed; `at` (server
@@ -171,12 +193,35 @@ pub fn build_headers(
     timestamp: i64,
     at: Millis,
 ) -> HeaderMap {
+    let mut h = base_headers(hook, rendered, None);
+    let id =
+        HeaderValue::try_from(event_id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    h.insert("webhook-id", id);
+    h.insert("webhook-timestamp", HeaderValue::from(timestamp));
+    let secrets = hook.signing_secrets(at);
+    if let Some(sig) = signature(secrets, event_id, timestamp, rendered.body.as_bytes()) {
+        h.insert(
+            "webhook-signature",
+            HeaderValue::try_from(sig).expect("base64 is a valid header"),
+        );
+    }
+    h
+}
+
+/// The headers every attempt of `rendered` carries before weir signs it:
+/// defaults, the webhook's static headers (their values replaced by
+/// `static_value` when given), then the plugin's.
+fn base_headers(
+    hook: &Webhook,
+    rendered: &Rendered,
+    static_value: Option<&HeaderValue>,
+) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     for (name, value) in &hook.headers {
         if !RESERVED.contains(&name.as_str()) {
-            h.insert(name.clone(), value.clone());
+            h.insert(name.clone(), static_value.unwrap_or(value).clone());
         }
     }
     for (name, value) in &rendered.headers {
@@ -195,17 +240,6 @@ pub fn build_headers(
                 h.append(name, value);
             }
         }
-    }
-    let id =
-        HeaderValue::try_from(event_id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    h.insert("webhook-id", id);
-    h.insert("webhook-timestamp", HeaderValue::from(timestamp));
-    let secrets = hook.signing_secrets(at);
-    if let Some(sig) = signature(secrets, event_id, timestamp, rendered.body.as_bytes()) {
-        h.insert(
-            "webhook-signature",
-            HeaderValue::try_from(sig).expect("base64 is a valid header"),
-        );
     }
     h
 }

@@ -27,7 +27,7 @@ use super::schedule::{self, Next};
 use crate::config::{Ordering, Webhook};
 use crate::event::Millis;
 use crate::router;
-use crate::store::{AfterAttempt, Claim, Due, Render};
+use crate::store::{AfterAttempt, Claim, Due, Fresh, Render};
 
 /// Longest a worker sleeps without looking at the store again.
 const MAX_IDLE: Duration = Duration::from_secs(30);
@@ -254,8 +254,8 @@ impl Worker {
 async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished {
     let seq = due.seq;
     let started = shared.clock.now();
-    let (rendered, fresh) = match due.rendered.clone() {
-        Some(r) => (r, false),
+    let (rendered, fresh_log) = match due.rendered.clone() {
+        Some(r) => (r, None),
         None => match router::render(
             &shared.plugins,
             &hook,
@@ -265,8 +265,8 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
         )
         .await
         {
-            Render::Deliver(r) => (r, true),
-            outcome => {
+            (Render::Deliver(r), log) => (r, Some(log)),
+            (outcome, log) => {
                 let label = if matches!(outcome, Render::Held(_)) {
                     "held"
                 } else {
@@ -279,7 +279,7 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
                     .inc();
                 let saved = shared
                     .store
-                    .save_render(seq, &outcome, shared.clock.now())
+                    .save_render(seq, &outcome, &log, shared.clock.now())
                     .await;
                 if let Err(e) = &saved {
                     warn!(error = %e, "cannot record the plugin outcome");
@@ -335,9 +335,10 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
     debug!(status = ?out.attempt.status, error = ?out.attempt.error, ?after, "attempt done");
     let at = out.attempt.at;
     out.attempt.node = Some(shared.node.clone());
+    let fresh = fresh_log.map(|log| Fresh { rendered, log });
     let recorded = shared
         .store
-        .finish_attempt(seq, &hook.id, fresh.then_some(rendered), out.attempt, after)
+        .finish_attempt(seq, &hook.id, fresh, out.attempt, after)
         .await;
     let ok = recorded.is_ok();
     match recorded {

@@ -55,7 +55,7 @@ pub(super) struct Inner {
     pub(super) registry: Registry,
     limits: Mutex<PluginLimits>,
     metrics: Arc<Metrics>,
-    permits: Semaphore,
+    pub(super) permits: Semaphore,
     breaker: super::breaker::Breaker,
     stop_ticker: Arc<AtomicBool>,
 }
@@ -289,16 +289,16 @@ impl Plugins {
 /// A consistent view of the loaded plugins; see [`Plugins::snapshot`].
 pub struct Snapshot(Arc<std::collections::HashMap<String, Arc<Loaded>>>);
 
-struct CallJob {
-    event: Event,
-    request: Rendered,
-    config: String,
-    webhook: String,
-    delivery: String,
+pub(super) struct CallJob {
+    pub(super) event: Event,
+    pub(super) request: Rendered,
+    pub(super) config: String,
+    pub(super) webhook: String,
+    pub(super) delivery: String,
 }
 
 impl Inner {
-    fn call_sync(
+    pub(super) fn call_sync(
         &self,
         loaded: &Loaded,
         job: CallJob,

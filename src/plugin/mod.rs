@@ -11,12 +11,14 @@
 
 mod bindings;
 mod breaker;
+mod dry_run;
 mod host;
 mod registry;
 mod source;
 
 use serde::Serialize;
 
+pub use dry_run::DryRun;
 pub use host::{MAX_BODY, Plugins, Snapshot, check_output};
 pub use source::{EventDraft, Incoming};
 

@@ -10,29 +10,31 @@ pub mod table;
 use crate::config::{OnError, Webhook};
 use crate::event::Event;
 use crate::plugin::{CallContext, Plugins, Verdict};
-use crate::store::{Render, Rendered};
+use crate::store::{PluginLog, Render, Rendered};
 use crate::telemetry::{ChainSpan, Telemetry};
 
 pub use table::Table;
 
 /// Runs `hook`'s plugin chain over `event`: each plugin sees the original
 /// event and the request the previous one produced; the first drop ends it.
-/// With `telemetry`, a chain of plugins leaves a span, and each call one.
+/// Returns the outcome and what the plugins logged on the way. With
+/// `telemetry`, a chain of plugins leaves a span, and each call one.
 pub async fn render(
     plugins: &Plugins,
     hook: &Webhook,
     event: &Event,
     delivery: &str,
     telemetry: Option<&Telemetry>,
-) -> Render {
+) -> (Render, PluginLog) {
     let chain = telemetry
         .filter(|_| !hook.plugins.is_empty())
         .map(|t| t.chain(event, &hook.id, delivery));
-    let outcome = run_chain(plugins, hook, event, delivery, chain.as_ref()).await;
+    let mut log = PluginLog::default();
+    let outcome = run_chain(plugins, hook, event, delivery, chain.as_ref(), &mut log).await;
     if let Some(chain) = chain {
         chain.finish(&outcome);
     }
-    outcome
+    (outcome, log)
 }
 
 async fn run_chain(
@@ -41,6 +43,7 @@ async fn run_chain(
     event: &Event,
     delivery: &str,
     chain: Option<&ChainSpan<'_>>,
+    log: &mut PluginLog,
 ) -> Render {
     let snapshot = plugins.snapshot();
     let mut request = Rendered {
@@ -54,8 +57,8 @@ async fn run_chain(
             delivery,
         };
         let span = chain.map(|c| c.plugin(&step.name));
-        let result = plugins
-            .call(
+        let (result, lines) = plugins
+            .call_capturing_logs(
                 &snapshot,
                 &step.name,
                 event,
@@ -67,6 +70,7 @@ async fn run_chain(
         if let Some(span) = span {
             span.finish(&result, step.on_error);
         }
+        log.extend(&step.name, lines);
         match result {
             Ok(Verdict::Deliver(next)) => request = next,
             Ok(Verdict::Drop(reason)) => {

@@ -16,11 +16,13 @@ const SQLITE: &[(u32, &str)] = &[
     (2, include_str!("migrations/0002_webhooks_tokens.sql")),
     (3, include_str!("migrations/0003_attempt_node.sql")),
     (4, include_str!("migrations/0004_inbound.sql")),
+    (5, include_str!("migrations/0005_console.sql")),
 ];
 
 const POSTGRES: &[(u32, &str)] = &[
     (1, include_str!("migrations/postgres/0001_init.sql")),
     (2, include_str!("migrations/postgres/0002_inbound.sql")),
+    (3, include_str!("migrations/postgres/0003_console.sql")),
 ];
 
 /// The schema version this binary writes.

@@ -10,6 +10,7 @@ mod catalog;
 mod inbound;
 pub mod migrate;
 pub mod postgres;
+mod query;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -154,6 +155,93 @@ pub enum Render {
     Held(String),
 }
 
+/// What a delivery's plugin chain logged the last time it ran, kept with
+/// the delivery so the log can show it: each line prefixed with its
+/// plugin's name, at most [`PluginLog::MAX_LINES`] lines and
+/// [`PluginLog::MAX_BYTES`] in all (a last line says how many were left out).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PluginLog {
+    lines: Vec<String>,
+    bytes: usize,
+    dropped: usize,
+}
+
+impl PluginLog {
+    pub const MAX_LINES: usize = 50;
+    pub const MAX_BYTES: usize = 4096;
+    /// Room kept for the line that counts the dropped ones.
+    const MARK_ROOM: usize = 64;
+
+    /// Adds what plugin `plugin` logged in one call.
+    pub fn extend(&mut self, plugin: &str, lines: Vec<String>) {
+        for line in lines {
+            let line = format!("{plugin}: {line}");
+            let fits = self.lines.len() + 1 < Self::MAX_LINES
+                && self.bytes + line.len() + Self::MARK_ROOM <= Self::MAX_BYTES;
+            if fits && self.dropped == 0 {
+                self.bytes += line.len();
+                self.lines.push(line);
+            } else {
+                self.dropped += 1;
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.dropped == 0
+    }
+
+    /// The lines, with the count of those left out last.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = self.lines.clone();
+        if self.dropped > 0 {
+            out.push(format!("({} more lines not kept)", self.dropped));
+        }
+        out
+    }
+
+    /// As stored: JSON `[line, ...]`, or `NULL` when nothing was logged
+    /// (most chains log nothing, and then nothing is written).
+    pub(crate) fn to_column(&self) -> Option<String> {
+        (!self.is_empty()).then(|| {
+            let lines: Vec<String> = self
+                .lines()
+                .iter()
+                .map(|l| log_text(l).into_owned())
+                .collect();
+            serde_json::to_string(&lines).expect("strings serialise")
+        })
+    }
+
+    pub(crate) fn from_column(text: Option<&str>) -> Result<Vec<String>, StoreError> {
+        text.map_or(Ok(Vec::new()), |t| {
+            serde_json::from_str(t).map_err(|e| StoreError::Corrupt(format!("plugin log: {e}")))
+        })
+    }
+}
+
+/// A stored render (`body`, `headers` as JSON) read back; `None` until the
+/// chain ran.
+pub(crate) fn stored_render(
+    body: Option<String>,
+    headers: Option<&str>,
+) -> Result<Option<Rendered>, StoreError> {
+    let Some(body) = body else { return Ok(None) };
+    let headers = match headers {
+        Some(h) => serde_json::from_str(h)
+            .map_err(|e| StoreError::Corrupt(format!("delivery headers: {e}")))?,
+        None => Vec::new(),
+    };
+    Ok(Some(Rendered { body, headers }))
+}
+
+/// A request the plugin chain made for this attempt, and what it logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fresh {
+    pub rendered: Rendered,
+    pub log: PluginLog,
+}
+
 /// What a worker asks for: due deliveries of one webhook, within its limits.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -249,6 +337,14 @@ pub struct WebhookHealth {
     pub failing_since: Option<Millis>,
 }
 
+/// One attempt as a webhook's stats count it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttemptPoint {
+    pub at: Millis,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+}
+
 /// A delivery as the log shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryRecord {
@@ -266,6 +362,18 @@ pub struct DeliveryRecord {
     pub updated_at: Millis,
 }
 
+/// One delivery with everything its detail shows.
+#[derive(Debug, Clone)]
+pub struct StoredDelivery {
+    pub record: DeliveryRecord,
+    pub attempts: Vec<Attempt>,
+    pub event: Event,
+    /// The request as the plugin chain made it; `None` until the chain ran.
+    pub rendered: Option<Rendered>,
+    /// What the chain logged the last time it ran.
+    pub plugin_log: Vec<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub webhook: Option<String>,
@@ -273,9 +381,29 @@ pub struct DeliveryFilter {
     pub tenant: Option<String>,
     pub state: Option<DeliveryState>,
     pub event_id: Option<String>,
+    /// Only deliveries of events of exactly this type.
+    pub event_type: Option<String>,
+    /// Created at or after.
+    pub since: Option<Millis>,
+    /// Created before.
+    pub until: Option<Millis>,
     /// Return deliveries older than this one (its id).
     pub after: Option<String>,
     pub limit: usize,
+}
+
+/// Which final deliveries a bulk replay takes.
+#[derive(Debug, Clone)]
+pub struct ReplayFilter {
+    pub webhook: String,
+    /// Only deliveries of this owner (the caller's, for a tenant token).
+    pub tenant: Option<String>,
+    pub state: DeliveryState,
+    pub event_type: Option<String>,
+    /// Last updated at or after.
+    pub since: Option<Millis>,
+    /// Last updated before.
+    pub until: Option<Millis>,
 }
 
 /// Why a replay did not happen.
@@ -341,18 +469,25 @@ pub trait Store: Send + Sync + 'static {
     /// lease would lapse.
     async fn next_due_at(&self, claim: &Claim) -> Result<Option<Millis>, StoreError>;
 
-    /// Records a plugin chain outcome that ends the delivery (filtered, held).
-    async fn save_render(&self, seq: i64, render: &Render, now: Millis) -> Result<(), StoreError>;
+    /// Records a plugin chain outcome that ends the delivery (filtered, held),
+    /// with what the chain logged, in one statement.
+    async fn save_render(
+        &self,
+        seq: i64,
+        render: &Render,
+        log: &PluginLog,
+        now: Millis,
+    ) -> Result<(), StoreError>;
 
     /// Records an attempt and moves the delivery on. A delivery canceled while
     /// its attempt was in flight stays canceled unless the attempt succeeded.
-    /// `rendered` is the plugin chain's request when it ran for this attempt.
-    /// Returns the webhook's health after the attempt.
+    /// `fresh` is the plugin chain's request (and log) when it ran for this
+    /// attempt. Returns the webhook's health after the attempt.
     async fn finish_attempt(
         &self,
         seq: i64,
         webhook: &str,
-        rendered: Option<Rendered>,
+        fresh: Option<Fresh>,
         attempt: Attempt,
         after: AfterAttempt,
     ) -> Result<WebhookHealth, StoreError>;
@@ -372,14 +507,21 @@ pub trait Store: Send + Sync + 'static {
     /// Live deliveries per webhook.
     async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;
 
+    /// The log, newest first, only the rows `filter` names.
     async fn list_deliveries(
         &self,
         filter: DeliveryFilter,
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
-    async fn delivery(
+    async fn delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError>;
+
+    /// The attempts made for `webhook` at or after `since`, newest first, at
+    /// most `cap` of them.
+    async fn attempt_points(
         &self,
-        id: &str,
-    ) -> Result<Option<(DeliveryRecord, Vec<Attempt>)>, StoreError>;
+        webhook: &str,
+        since: Millis,
+        cap: usize,
+    ) -> Result<Vec<AttemptPoint>, StoreError>;
 
     /// Makes a final delivery pending again (held and filtered ones re-run the
     /// plugin chain). Returns its webhook.
@@ -388,14 +530,11 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         now: Millis,
     ) -> Result<Result<String, ReplayRefused>, StoreError>;
-    /// Replays every delivery of `webhook` in `state` updated since `since`.
-    async fn replay_all(
-        &self,
-        webhook: &str,
-        state: DeliveryState,
-        since: Option<Millis>,
-        now: Millis,
-    ) -> Result<u64, StoreError>;
+    /// Replays every delivery `filter` names, in one transaction; returns
+    /// how many.
+    async fn replay_all(&self, filter: &ReplayFilter, now: Millis) -> Result<u64, StoreError>;
+    /// How many deliveries [`Store::replay_all`] would replay now.
+    async fn count_replayable(&self, filter: &ReplayFilter) -> Result<u64, StoreError>;
 
     /// Deletes up to `batch` delivered/filtered deliveries older than `before`
     /// (and events left without deliveries); returns how many went.

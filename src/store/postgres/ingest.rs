@@ -175,7 +175,7 @@ async fn commit(pool: &Pool, group: &[Job]) -> Result<Vec<Ingested>, StoreError>
         let mut made = Vec::with_capacity(e.webhooks.len());
         for Target { webhook, tenant } in &e.webhooks {
             let id = crate::store::new_delivery_id();
-            dl.push(&id, seq, webhook, tenant, job.now);
+            dl.push(&id, seq, webhook, tenant, &e.event.event_type, job.now);
             woken.insert(webhook.as_str());
             made.push(NewDelivery {
                 webhook: webhook.clone(),
@@ -208,15 +208,22 @@ async fn commit(pool: &Pool, group: &[Job]) -> Result<Vec<Ingested>, StoreError>
     if !dl.id.is_empty() {
         let put_deliveries = tx
             .prepare_cached(
-                "INSERT INTO deliveries (id, event_seq, webhook_id, tenant, state, next_at, created_at, updated_at)
-                 SELECT id, event_seq, webhook_id, tenant, 'pending', at, at, at
-                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
-                   AS u(id, event_seq, webhook_id, tenant, at)",
+                "INSERT INTO deliveries (id, event_seq, webhook_id, tenant, event_type, state, next_at, created_at, updated_at)
+                 SELECT id, event_seq, webhook_id, tenant, event_type, 'pending', at, at, at
+                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+                   AS u(id, event_seq, webhook_id, tenant, at, event_type)",
             )
             .await?;
         tx.execute(
             &put_deliveries,
-            &[&dl.id, &dl.event_seq, &dl.webhook, &dl.tenant, &dl.at],
+            &[
+                &dl.id,
+                &dl.event_seq,
+                &dl.webhook,
+                &dl.tenant,
+                &dl.at,
+                &dl.event_type,
+            ],
         )
         .await?;
         let wake = tx
@@ -261,6 +268,7 @@ struct DeliveryColumns<'a> {
     event_seq: Vec<i64>,
     webhook: Vec<&'a str>,
     tenant: Vec<Option<&'a str>>,
+    event_type: Vec<&'a str>,
     at: Vec<i64>,
 }
 
@@ -271,12 +279,14 @@ impl<'a> DeliveryColumns<'a> {
         seq: i64,
         webhook: &'a str,
         tenant: &'a Option<String>,
+        event_type: &'a str,
         at: Millis,
     ) {
         self.id.push(id.to_owned());
         self.event_seq.push(seq);
         self.webhook.push(webhook);
         self.tenant.push(tenant.as_deref());
+        self.event_type.push(event_type);
         self.at.push(at);
     }
 }

@@ -6,10 +6,12 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::LIVE;
-use crate::event::Millis;
+use crate::event::{Event, Millis};
+use crate::store::query::{self, Arg};
 use crate::store::{
-    AfterAttempt, Attempt, DeliveryFilter, DeliveryRecord, DeliveryState, Rendered, ReplayRefused,
-    StoreError, StoredSecret, StoredWebhook, WebhookConflict, WebhookHealth, log_text,
+    AfterAttempt, Attempt, AttemptPoint, DeliveryFilter, DeliveryRecord, DeliveryState, Fresh,
+    PluginLog, ReplayFilter, ReplayRefused, StoreError, StoredDelivery, StoredSecret,
+    StoredWebhook, WebhookConflict, WebhookHealth, log_text, stored_render,
 };
 use crate::token::{Scope, TokenRecord};
 
@@ -22,16 +24,17 @@ pub async fn finish_attempt(
     node: &str,
     seq: i64,
     webhook: &str,
-    rendered: Option<Rendered>,
+    fresh: Option<Fresh>,
     a: Attempt,
     after: AfterAttempt,
 ) -> Result<WebhookHealth, StoreError> {
-    let (body, headers) = match rendered {
-        Some(r) => (
+    let (body, headers, log) = match fresh {
+        Some(Fresh { rendered: r, log }) => (
             Some(r.body.into_bytes()),
             Some(serde_json::to_string(&r.headers).expect("headers serialise")),
+            log.to_column(),
         ),
-        None => (None, None),
+        None => (None, None, None),
     };
     let reason = a
         .error
@@ -53,6 +56,7 @@ pub async fn finish_attempt(
                  attempts = attempts + 1,
                  body = coalesce($2, body),
                  headers = coalesce($3, headers),
+                 plugin_log = CASE WHEN $2::bytea IS NULL THEN plugin_log ELSE $16 END,
                  state = CASE WHEN $4::text = 'delivered' OR state IN {LIVE} THEN $4::text ELSE state END,
                  failures = failures + CASE WHEN $4::text <> 'delivered' AND state IN {LIVE} THEN 1 ELSE 0 END,
                  next_at = CASE WHEN $4::text = 'retrying' AND state IN {LIVE} THEN $5::bigint ELSE next_at END,
@@ -62,8 +66,8 @@ pub async fn finish_attempt(
                  lease_node = CASE WHEN lease_node = $15 THEN NULL ELSE lease_node END
                WHERE seq = $1 RETURNING attempts),
              a AS (
-               INSERT INTO attempts (delivery_seq, n, at, status, error, latency_ms, response, node)
-               SELECT $1, d.attempts, $7, $8, $9, $10, $11, $12 FROM d)
+               INSERT INTO attempts (delivery_seq, n, at, status, error, latency_ms, response, node, webhook_id)
+               SELECT $1, d.attempts, $7, $8, $9, $10, $11, $12, $13 FROM d)
              INSERT INTO webhook_state (webhook_id, last_success_at, last_failure_at, failing_since)
              VALUES ($13, CASE WHEN $14 THEN $7 END, CASE WHEN $14 THEN NULL ELSE $7 END,
                      CASE WHEN $14 THEN NULL ELSE $7 END)
@@ -94,6 +98,7 @@ pub async fn finish_attempt(
                 &webhook,
                 &ok,
                 &node,
+                &log,
             ],
         )
         .await?;
@@ -164,11 +169,32 @@ fn record_from_row(row: &Row) -> Result<DeliveryRecord, StoreError> {
     })
 }
 
+/// Boxes the values of a [`query::Where`] for the driver.
+fn pg_args(args: &[Arg]) -> Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> {
+    args.iter()
+        .map(|a| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+            match a {
+                Arg::Text(s) => Box::new(s.clone()),
+                Arg::Int(n) => Box::new(*n),
+            }
+        })
+        .collect()
+}
+
+fn arg_refs(
+    boxed: &[Box<dyn tokio_postgres::types::ToSql + Sync + Send>],
+) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    boxed
+        .iter()
+        .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
+
 pub async fn list(
     c: &impl GenericClient,
     f: DeliveryFilter,
 ) -> Result<Vec<DeliveryRecord>, StoreError> {
-    let after_seq: Option<i64> = match &f.after {
+    let before_seq: Option<i64> = match &f.after {
         Some(id) => {
             let stmt = c
                 .prepare_cached("SELECT seq FROM deliveries WHERE id = $1")
@@ -177,40 +203,33 @@ pub async fn list(
         }
         None => None,
     };
+    let mut w = query::log_where(&f, before_seq, query::postgres_placeholder);
+    w.args.push(Arg::Int(f.limit as i64));
     let stmt = c
         .prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq
-             WHERE ($1::text IS NULL OR d.webhook_id = $1) AND ($2::text IS NULL OR d.state = $2)
-               AND ($3::text IS NULL OR e.id = $3) AND ($4::bigint IS NULL OR d.seq < $4)
-               AND ($6::text IS NULL OR d.tenant = $6)
-             ORDER BY d.seq DESC LIMIT $5"
+             {} ORDER BY d.seq DESC LIMIT ${}",
+            w.sql,
+            w.args.len()
         ))
         .await?;
-    let state = f.state.map(DeliveryState::as_str);
-    c.query(
-        &stmt,
-        &[
-            &f.webhook,
-            &state,
-            &f.event_id,
-            &after_seq,
-            &(f.limit as i64),
-            &f.tenant,
-        ],
-    )
-    .await?
-    .iter()
-    .map(record_from_row)
-    .collect()
+    let args = pg_args(&w.args);
+    c.query(&stmt, &arg_refs(&args))
+        .await?
+        .iter()
+        .map(record_from_row)
+        .collect()
 }
 
 pub async fn delivery(
     c: &impl GenericClient,
     id: &str,
-) -> Result<Option<(DeliveryRecord, Vec<Attempt>)>, StoreError> {
+) -> Result<Option<StoredDelivery>, StoreError> {
     let stmt = c
         .prepare_cached(&format!(
-            "SELECT d.seq, {RECORD_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = $1"
+            "SELECT d.seq, {RECORD_COLUMNS}, d.body, d.headers, d.plugin_log,
+               e.owner_id, e.data, e.occurred_at
+             FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = $1"
         ))
         .await?;
     let Some(row) = c.query_opt(&stmt, &[&id]).await? else {
@@ -218,6 +237,20 @@ pub async fn delivery(
     };
     let seq: i64 = row.get("seq");
     let record = record_from_row(&row)?;
+    let event = Event {
+        id: record.event_id.clone(),
+        event_type: record.event_type.clone(),
+        owner_id: row.get("owner_id"),
+        data: row.get("data"),
+        occurred_at: row.get("occurred_at"),
+    };
+    let body: Option<Vec<u8>> = row.get("body");
+    let body = body
+        .map(String::from_utf8)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt("a rendered body is not UTF-8".into()))?;
+    let headers: Option<String> = row.get("headers");
+    let log: Option<String> = row.get("plugin_log");
     let stmt = c
         .prepare_cached(
             "SELECT at, status, error, latency_ms, response, node FROM attempts
@@ -237,17 +270,37 @@ pub async fn delivery(
             node: r.get(5),
         })
         .collect();
-    Ok(Some((record, attempts)))
+    Ok(Some(StoredDelivery {
+        record,
+        attempts,
+        event,
+        rendered: stored_render(body, headers.as_deref())?,
+        plugin_log: PluginLog::from_column(log.as_deref())?,
+    }))
 }
 
-/// A replayed delivery starts over: due now, a fresh retry schedule, and the
-/// plugin chain re-run where the last outcome was not a request to send.
-const REPLAY_SQL: &str =
-    "UPDATE deliveries SET state = 'pending', next_at = $1, failures = 0, updated_at = $1,
-    reason = NULL, lease_node = NULL, lease_until = NULL,
-    body = CASE WHEN state IN ('held', 'filtered') THEN NULL ELSE body END,
-    headers = CASE WHEN state IN ('held', 'filtered') THEN NULL ELSE headers END
-    WHERE id = $2";
+pub async fn attempt_points(
+    c: &impl GenericClient,
+    webhook: &str,
+    since: Millis,
+    cap: usize,
+) -> Result<Vec<AttemptPoint>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT at, status, latency_ms FROM attempts
+             WHERE webhook_id = $1 AND at >= $2 ORDER BY at DESC LIMIT $3",
+        )
+        .await?;
+    Ok(c.query(&stmt, &[&webhook, &since, &(cap as i64)])
+        .await?
+        .iter()
+        .map(|r| AttemptPoint {
+            at: r.get(0),
+            status: r.get::<_, Option<i32>>(1).map(|s| s as u16),
+            latency_ms: r.get::<_, i64>(2) as u64,
+        })
+        .collect())
+}
 
 pub async fn replay(
     c: &impl GenericClient,
@@ -264,32 +317,42 @@ pub async fn replay(
     if matches!(state.as_str(), "pending" | "retrying") {
         return Ok(Err(ReplayRefused::AlreadyQueued));
     }
-    let stmt = c.prepare_cached(REPLAY_SQL).await?;
+    let stmt = c
+        .prepare_cached(&format!(
+            "UPDATE deliveries SET {}, lease_node = NULL, lease_until = NULL WHERE id = $2",
+            query::replay_set("$1")
+        ))
+        .await?;
     c.execute(&stmt, &[&now, &id]).await?;
     Ok(Ok(hook))
 }
 
 pub async fn replay_all(
     c: &impl GenericClient,
-    webhook: &str,
-    state: DeliveryState,
-    since: Option<Millis>,
+    f: &ReplayFilter,
     now: Millis,
 ) -> Result<u64, StoreError> {
+    let mut w = query::replay_where(f, query::postgres_placeholder);
+    w.args.push(Arg::Int(now));
     let stmt = c
-        .prepare_cached(
-            "UPDATE deliveries SET state = 'pending', next_at = $4, failures = 0, updated_at = $4,
-               reason = NULL, lease_node = NULL, lease_until = NULL,
-               body = CASE WHEN state IN ('held', 'filtered') THEN NULL ELSE body END,
-               headers = CASE WHEN state IN ('held', 'filtered') THEN NULL ELSE headers END
-             WHERE webhook_id = $1 AND state = $2 AND updated_at >= $3",
-        )
+        .prepare_cached(&format!(
+            "UPDATE deliveries d SET {}, lease_node = NULL, lease_until = NULL {}",
+            query::replay_set(&format!("${}", w.args.len())),
+            w.sql
+        ))
         .await?;
-    Ok(c.execute(
-        &stmt,
-        &[&webhook, &state.as_str(), &since.unwrap_or(0), &now],
-    )
-    .await?)
+    let args = pg_args(&w.args);
+    Ok(c.execute(&stmt, &arg_refs(&args)).await?)
+}
+
+pub async fn count_replayable(c: &impl GenericClient, f: &ReplayFilter) -> Result<u64, StoreError> {
+    let w = query::replay_where(f, query::postgres_placeholder);
+    let stmt = c
+        .prepare_cached(&format!("SELECT count(*) FROM deliveries d {}", w.sql))
+        .await?;
+    let args = pg_args(&w.args);
+    let n: i64 = c.query_one(&stmt, &arg_refs(&args)).await?.get(0);
+    Ok(n as u64)
 }
 
 pub async fn purge(

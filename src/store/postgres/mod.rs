@@ -226,6 +226,14 @@ fn names_nothing(s: &str) -> bool {
     s.contains('\0')
 }
 
+fn replay_names_nothing(f: &ReplayFilter) -> bool {
+    names_nothing(&f.webhook)
+        || [&f.tenant, &f.event_type]
+            .into_iter()
+            .flatten()
+            .any(|s| names_nothing(s))
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn ingest(
@@ -269,22 +277,30 @@ impl Store for PgStore {
         claim::next_due_at(&client, &self.node, claim).await
     }
 
-    async fn save_render(&self, seq: i64, render: &Render, now: Millis) -> Result<(), StoreError> {
+    async fn save_render(
+        &self,
+        seq: i64,
+        render: &Render,
+        log: &PluginLog,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         if !matches!(render, Render::Deliver(_)) {
             // The outcome ends the attempt: stop renewing, whatever happens.
             self.release(seq);
         }
+        let log = log.to_column();
         let client = self.client().await?;
         match render {
             Render::Deliver(r) => {
                 let headers = serde_json::to_string(&r.headers).expect("headers serialise");
                 let stmt = client
                     .prepare_cached(
-                        "UPDATE deliveries SET body = $2, headers = $3, updated_at = $4 WHERE seq = $1",
+                        "UPDATE deliveries SET body = $2, headers = $3, plugin_log = $5, updated_at = $4
+                         WHERE seq = $1",
                     )
                     .await?;
                 client
-                    .execute(&stmt, &[&seq, &r.body.as_bytes(), &headers, &now])
+                    .execute(&stmt, &[&seq, &r.body.as_bytes(), &headers, &now, &log])
                     .await?;
             }
             Render::Filtered(reason) | Render::Held(reason) => {
@@ -295,14 +311,17 @@ impl Store for PgStore {
                 };
                 let stmt = client
                     .prepare_cached(&format!(
-                        "UPDATE deliveries SET state = $2, reason = $3, updated_at = $4,
+                        "UPDATE deliveries SET state = $2, reason = $3, updated_at = $4, plugin_log = $6,
                            lease_until = CASE WHEN lease_node = $5 THEN NULL ELSE lease_until END,
                            lease_node = CASE WHEN lease_node = $5 THEN NULL ELSE lease_node END
                          WHERE seq = $1 AND state IN {LIVE}"
                     ))
                     .await?;
                 client
-                    .execute(&stmt, &[&seq, &state, &log_text(reason), &now, &self.node])
+                    .execute(
+                        &stmt,
+                        &[&seq, &state, &log_text(reason), &now, &self.node, &log],
+                    )
                     .await?;
             }
         }
@@ -313,7 +332,7 @@ impl Store for PgStore {
         &self,
         seq: i64,
         webhook: &str,
-        rendered: Option<Rendered>,
+        fresh: Option<Fresh>,
         attempt: Attempt,
         after: AfterAttempt,
     ) -> Result<WebhookHealth, StoreError> {
@@ -321,7 +340,7 @@ impl Store for PgStore {
         // failed, the lease lapses and the delivery is claimed again.
         self.release(seq);
         let client = self.client().await?;
-        log::finish_attempt(&client, &self.node, seq, webhook, rendered, attempt, after).await
+        log::finish_attempt(&client, &self.node, seq, webhook, fresh, attempt, after).await
     }
 
     async fn cancel_live(
@@ -389,7 +408,7 @@ impl Store for PgStore {
     }
 
     async fn list_deliveries(&self, f: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let given = [&f.webhook, &f.tenant, &f.event_id, &f.after];
+        let given = [&f.webhook, &f.tenant, &f.event_id, &f.event_type, &f.after];
         if given
             .iter()
             .any(|v| v.as_deref().is_some_and(names_nothing))
@@ -400,15 +419,25 @@ impl Store for PgStore {
         log::list(&client, f).await
     }
 
-    async fn delivery(
-        &self,
-        id: &str,
-    ) -> Result<Option<(DeliveryRecord, Vec<Attempt>)>, StoreError> {
+    async fn delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError> {
         if names_nothing(id) {
             return Ok(None);
         }
         let client = self.client().await?;
         log::delivery(&client, id).await
+    }
+
+    async fn attempt_points(
+        &self,
+        webhook: &str,
+        since: Millis,
+        cap: usize,
+    ) -> Result<Vec<AttemptPoint>, StoreError> {
+        if names_nothing(webhook) {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        log::attempt_points(&client, webhook, since, cap).await
     }
 
     async fn replay(
@@ -429,24 +458,26 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn replay_all(
-        &self,
-        webhook: &str,
-        state: DeliveryState,
-        since: Option<Millis>,
-        now: Millis,
-    ) -> Result<u64, StoreError> {
-        if names_nothing(webhook) {
+    async fn replay_all(&self, filter: &ReplayFilter, now: Millis) -> Result<u64, StoreError> {
+        if replay_names_nothing(filter) {
             return Ok(0);
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let n = log::replay_all(&tx, webhook, state, since, now).await?;
+        let n = log::replay_all(&tx, filter, now).await?;
         if n > 0 {
-            notify(&tx, DUE_CHANNEL, webhook).await?;
+            notify(&tx, DUE_CHANNEL, &filter.webhook).await?;
         }
         tx.commit().await?;
         Ok(n)
+    }
+
+    async fn count_replayable(&self, filter: &ReplayFilter) -> Result<u64, StoreError> {
+        if replay_names_nothing(filter) {
+            return Ok(0);
+        }
+        let client = self.client().await?;
+        log::count_replayable(&client, filter).await
     }
 
     async fn purge(&self, before: Millis, batch: usize) -> Result<u64, StoreError> {

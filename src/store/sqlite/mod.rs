@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::catalog::{self, corrupt};
+use super::query::{self, Arg};
 use super::*;
 use crate::event::Millis;
 use crate::token::TokenRecord;
@@ -88,6 +89,15 @@ impl SqliteStore {
             pool.push(conn);
         }
         Ok(result?)
+    }
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Text(s) => s.to_sql(),
+            Arg::Int(n) => n.to_sql(),
+        }
     }
 }
 
@@ -170,8 +180,8 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut put_delivery = c.prepare_cached(
-                "INSERT INTO deliveries (id, event_seq, webhook_id, tenant, state, next_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
+                "INSERT INTO deliveries (id, event_seq, webhook_id, tenant, event_type, state, next_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?6, 'pending', ?5, ?5, ?5)",
             )?;
             let mut out = Vec::with_capacity(events.len());
             for NewEvent { event: e, webhooks } in events {
@@ -185,7 +195,7 @@ impl Store for SqliteStore {
                 let mut made = Vec::with_capacity(webhooks.len());
                 for Target { webhook, tenant } in webhooks {
                     let id = super::new_delivery_id();
-                    put_delivery.execute(params![id, seq, webhook, tenant, now])?;
+                    put_delivery.execute(params![id, seq, webhook, tenant, now, e.event_type])?;
                     made.push(NewDelivery { webhook, id });
                 }
                 out.push(Ingested::Stored(made));
@@ -235,26 +245,31 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn save_render(&self, seq: i64, render: &Render, now: Millis) -> Result<(), StoreError> {
+    async fn save_render(
+        &self,
+        seq: i64,
+        render: &Render,
+        log: &PluginLog,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let render = render.clone();
+        let log = log.to_column();
         self.write(move |c| {
-            match render {
+            match &render {
                 Render::Deliver(r) => {
                     let headers = serde_json::to_string(&r.headers).expect("headers serialise");
-                    c.prepare_cached("UPDATE deliveries SET body = ?2, headers = ?3, updated_at = ?4 WHERE seq = ?1")?
-                        .execute(params![seq, r.body, headers, now])?;
+                    c.prepare_cached(
+                        "UPDATE deliveries SET body = ?2, headers = ?3, plugin_log = ?5, updated_at = ?4 WHERE seq = ?1",
+                    )?
+                    .execute(params![seq, r.body, headers, now, log])?;
                 }
-                Render::Filtered(reason) => {
+                Render::Filtered(reason) | Render::Held(reason) => {
+                    let state = if matches!(render, Render::Held(_)) { "held" } else { "filtered" };
                     c.prepare_cached(&format!(
-                        "UPDATE deliveries SET state = 'filtered', reason = ?2, updated_at = ?3 WHERE seq = ?1 AND state IN {LIVE}"
+                        "UPDATE deliveries SET state = ?4, reason = ?2, plugin_log = ?5, updated_at = ?3
+                         WHERE seq = ?1 AND state IN {LIVE}"
                     ))?
-                    .execute(params![seq, log_text(&reason), now])?;
-                }
-                Render::Held(reason) => {
-                    c.prepare_cached(&format!(
-                        "UPDATE deliveries SET state = 'held', reason = ?2, updated_at = ?3 WHERE seq = ?1 AND state IN {LIVE}"
-                    ))?
-                    .execute(params![seq, log_text(&reason), now])?;
+                    .execute(params![seq, log_text(reason), now, state, log])?;
                 }
             }
             Ok(())
@@ -266,16 +281,20 @@ impl Store for SqliteStore {
         &self,
         seq: i64,
         webhook: &str,
-        rendered: Option<Rendered>,
+        fresh: Option<Fresh>,
         attempt: Attempt,
         after: AfterAttempt,
     ) -> Result<WebhookHealth, StoreError> {
         let webhook = webhook.to_owned();
         self.write(move |c| {
             let at = attempt.at;
-            let (body, headers) = match rendered {
-                Some(r) => (Some(r.body), Some(serde_json::to_string(&r.headers).expect("headers serialise"))),
-                None => (None, None),
+            let (body, headers, log) = match fresh {
+                Some(Fresh { rendered: r, log }) => (
+                    Some(r.body),
+                    Some(serde_json::to_string(&r.headers).expect("headers serialise")),
+                    log.to_column(),
+                ),
+                None => (None, None, None),
             };
             let reason = attempt
                 .error
@@ -289,13 +308,14 @@ impl Store for SqliteStore {
             };
             // One statement moves the delivery on. SET expressions see the old
             // row, so a delivery canceled meanwhile stays canceled unless this
-            // attempt succeeded.
+            // attempt succeeded. A fresh render replaces the plugin log too.
             let n: u32 = c
                 .prepare_cached(&format!(
                     "UPDATE deliveries SET
                        attempts = attempts + 1,
                        body = coalesce(?2, body),
                        headers = coalesce(?3, headers),
+                       plugin_log = CASE WHEN ?2 IS NULL THEN plugin_log ELSE ?8 END,
                        state = CASE WHEN ?4 = 'delivered' OR state IN {LIVE} THEN ?4 ELSE state END,
                        failures = failures + (?4 != 'delivered' AND state IN {LIVE}),
                        next_at = CASE WHEN ?4 = 'retrying' AND state IN {LIVE} THEN ?5 ELSE next_at END,
@@ -303,10 +323,10 @@ impl Store for SqliteStore {
                        updated_at = ?7
                      WHERE seq = ?1 RETURNING attempts"
                 ))?
-                .query_row(params![seq, body, headers, next_state, next_at, reason, at], |r| r.get(0))?;
+                .query_row(params![seq, body, headers, next_state, next_at, reason, at, log], |r| r.get(0))?;
             c.prepare_cached(
-                "INSERT INTO attempts (delivery_seq, n, at, status, error, latency_ms, response, node)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO attempts (delivery_seq, n, at, status, error, latency_ms, response, node, webhook_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 seq,
@@ -316,7 +336,8 @@ impl Store for SqliteStore {
                 attempt.error.as_deref().map(log_text),
                 attempt.latency_ms as i64,
                 log_text(&attempt.response),
-                attempt.node
+                attempt.node,
+                webhook
             ])?;
             let ok = matches!(after, AfterAttempt::Delivered);
             c.prepare_cached(
@@ -399,7 +420,7 @@ impl Store for SqliteStore {
 
     async fn list_deliveries(&self, f: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.read(move |c| {
-            let after_seq: Option<i64> = match &f.after {
+            let before_seq: Option<i64> = match &f.after {
                 Some(id) => c
                     .prepare_cached("SELECT seq FROM deliveries WHERE id = ?1")?
                     .query_row(params![id], |r| r.get(0))
@@ -407,43 +428,46 @@ impl Store for SqliteStore {
                     .or(Some(-1)),
                 None => None,
             };
+            let mut w = query::log_where(&f, before_seq, query::sqlite_placeholder);
+            w.args.push(Arg::Int(f.limit as i64));
             let sql = format!(
                 "SELECT {RECORD_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq
-                 WHERE (?1 IS NULL OR d.webhook_id = ?1) AND (?2 IS NULL OR d.state = ?2)
-                   AND (?3 IS NULL OR e.id = ?3) AND (?4 IS NULL OR d.seq < ?4)
-                   AND (?6 IS NULL OR d.tenant = ?6)
-                 ORDER BY d.seq DESC LIMIT ?5"
+                 {} ORDER BY d.seq DESC LIMIT ?{}",
+                w.sql,
+                w.args.len()
             );
             c.prepare_cached(&sql)?
-                .query_map(
-                    params![
-                        f.webhook,
-                        f.state.map(DeliveryState::as_str),
-                        f.event_id,
-                        after_seq,
-                        f.limit as i64,
-                        f.tenant
-                    ],
-                    record_from_row,
-                )?
+                .query_map(rusqlite::params_from_iter(&w.args), record_from_row)?
                 .collect()
         })
         .await
     }
 
-    async fn delivery(
-        &self,
-        id: &str,
-    ) -> Result<Option<(DeliveryRecord, Vec<Attempt>)>, StoreError> {
+    async fn delivery(&self, id: &str) -> Result<Option<StoredDelivery>, StoreError> {
         let id = id.to_owned();
         self.read(move |c| {
             let found = c
                 .prepare_cached(&format!(
-                    "SELECT d.seq, {RECORD_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?1"
+                    "SELECT d.seq, {RECORD_COLUMNS}, d.body, d.headers, d.plugin_log,
+                       e.owner_id, e.data, e.occurred_at
+                     FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.id = ?1"
                 ))?
-                .query_row(params![id], |r| Ok((r.get::<_, i64>("seq")?, record_from_row(r)?)))
+                .query_row(params![id], |r| {
+                    let record = record_from_row(r)?;
+                    let event = Event {
+                        id: record.event_id.clone(),
+                        event_type: record.event_type.clone(),
+                        owner_id: r.get("owner_id")?,
+                        data: r.get("data")?,
+                        occurred_at: r.get("occurred_at")?,
+                    };
+                    let body: Option<String> = r.get("body")?;
+                    let headers: Option<String> = r.get("headers")?;
+                    let log: Option<String> = r.get("plugin_log")?;
+                    Ok((r.get::<_, i64>("seq")?, record, event, body, headers, log))
+                })
                 .optional()?;
-            let Some((seq, record)) = found else { return Ok(None) };
+            let Some((seq, record, event, body, headers, log)) = found else { return Ok(None) };
             let attempts = c
                 .prepare_cached(
                     "SELECT at, status, error, latency_ms, response, node FROM attempts WHERE delivery_seq = ?1 ORDER BY n",
@@ -459,7 +483,41 @@ impl Store for SqliteStore {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Some((record, attempts)))
+            Ok(Some((record, attempts, event, body, headers, log)))
+        })
+        .await?
+        .map(|(record, attempts, event, body, headers, log)| {
+            Ok(StoredDelivery {
+                record,
+                attempts,
+                event,
+                rendered: stored_render(body, headers.as_deref())?,
+                plugin_log: PluginLog::from_column(log.as_deref())?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn attempt_points(
+        &self,
+        webhook: &str,
+        since: Millis,
+        cap: usize,
+    ) -> Result<Vec<AttemptPoint>, StoreError> {
+        let webhook = webhook.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT at, status, latency_ms FROM attempts
+                 WHERE webhook_id = ?1 AND at >= ?2 ORDER BY at DESC LIMIT ?3",
+            )?
+            .query_map(params![webhook, since, cap as i64], |r| {
+                Ok(AttemptPoint {
+                    at: r.get(0)?,
+                    status: r.get(1)?,
+                    latency_ms: r.get::<_, i64>(2)? as u64,
+                })
+            })?
+            .collect()
         })
         .await
     }
@@ -481,32 +539,40 @@ impl Store for SqliteStore {
             if matches!(state.as_str(), "pending" | "retrying") {
                 return Ok(Err(ReplayRefused::AlreadyQueued));
             }
-            c.prepare_cached(REPLAY_SQL)?.execute(params![now, id])?;
+            c.prepare_cached(&format!(
+                "UPDATE deliveries SET {} WHERE id = ?2",
+                query::replay_set("?1")
+            ))?
+            .execute(params![now, id])?;
             Ok(Ok(hook))
         })
         .await
     }
 
-    async fn replay_all(
-        &self,
-        webhook: &str,
-        state: DeliveryState,
-        since: Option<Millis>,
-        now: Millis,
-    ) -> Result<u64, StoreError> {
-        let webhook = webhook.to_owned();
+    async fn replay_all(&self, filter: &ReplayFilter, now: Millis) -> Result<u64, StoreError> {
+        let mut w = query::replay_where(filter, query::sqlite_placeholder);
+        w.args.push(Arg::Int(now));
+        let sql = format!(
+            "UPDATE deliveries AS d SET {} {}",
+            query::replay_set(&format!("?{}", w.args.len())),
+            w.sql
+        );
         self.write(move |c| {
-            let ids: Vec<String> = c
-                .prepare_cached(
-                    "SELECT id FROM deliveries WHERE webhook_id = ?1 AND state = ?2 AND updated_at >= ?3",
-                )?
-                .query_map(params![webhook, state.as_str(), since.unwrap_or(0)], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut stmt = c.prepare_cached(REPLAY_SQL)?;
-            for id in &ids {
-                stmt.execute(params![now, id])?;
-            }
-            Ok(ids.len() as u64)
+            let n = c
+                .prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(&w.args))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn count_replayable(&self, filter: &ReplayFilter) -> Result<u64, StoreError> {
+        let w = query::replay_where(filter, query::sqlite_placeholder);
+        self.read(move |c| {
+            let sql = format!("SELECT count(*) FROM deliveries d {}", w.sql);
+            c.prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(&w.args), |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
         })
         .await
     }
@@ -688,15 +754,6 @@ fn cancel_live(c: &Connection, webhook: &str, reason: &str, now: Millis) -> rusq
         .execute(params![webhook, now, reason])?;
     Ok(n as u64)
 }
-
-/// A replayed delivery starts over: due now, a fresh retry schedule, and the
-/// plugin chain re-run where the last outcome was not a request to send.
-const REPLAY_SQL: &str =
-    "UPDATE deliveries SET state = 'pending', next_at = ?1, failures = 0, updated_at = ?1,
-    reason = NULL,
-    body = CASE WHEN state IN ('held', 'filtered') THEN NULL ELSE body END,
-    headers = CASE WHEN state IN ('held', 'filtered') THEN NULL ELSE headers END
-    WHERE id = ?2";
 
 fn read_health(c: &Connection, webhook: &str) -> rusqlite::Result<WebhookHealth> {
     Ok(c.prepare_cached(

@@ -1,0 +1,24 @@
+-- The console: the delivery log filtered by event type and time and paged
+-- newest first, each delivery's plugin log, and per-webhook attempt stats.
+
+-- The event's type, copied onto its deliveries so the log can be filtered
+-- and paged by it without visiting every event.
+ALTER TABLE deliveries ADD COLUMN event_type TEXT;
+UPDATE deliveries d SET event_type = e.type FROM events e WHERE e.seq = d.event_seq;
+
+-- What the plugin chain logged the last time it ran: JSON [line, ...],
+-- NULL when it logged nothing.
+ALTER TABLE deliveries ADD COLUMN plugin_log TEXT;
+
+-- The webhook of each attempt, so a webhook's recent attempts are one index
+-- range. Stats look back a day at most: older attempts are left without it.
+ALTER TABLE attempts ADD COLUMN webhook_id TEXT;
+UPDATE attempts a SET webhook_id = d.webhook_id FROM deliveries d
+    WHERE d.seq = a.delivery_seq
+      AND a.at >= (SELECT coalesce(max(at), 0) - 86400000 FROM attempts);
+CREATE INDEX attempts_hook_at ON attempts (webhook_id, at) INCLUDE (status, latency_ms)
+    WHERE webhook_id IS NOT NULL;
+
+-- The log, newest first, by status and by event type.
+CREATE INDEX deliveries_state_log ON deliveries (state, seq);
+CREATE INDEX deliveries_type_log ON deliveries (event_type, seq);
