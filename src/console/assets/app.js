@@ -490,7 +490,7 @@
       first.next ? link(hashWith(q, first.next), 'Older', { class: 'button', id: 'older' }) : null);
 
     return h('div', {},
-      h('h1', {}, 'Delivery log', h('label', { class: 'inline' }, h('span', {}, live, ' live')), liveNote),
+      h('h1', {}, 'Delivery log', h('label', {}, live, ' live'), liveNote),
       filters, replayPanel(q),
       h('table', { id: 'deliveries' },
         h('thead', {}, h('tr', {}, ['Delivery', 'Webhook', 'Type', 'Event', 'Status', 'Attempts', 'Reason', 'Created'].map((t) => h('th', {}, t)))),
@@ -636,7 +636,7 @@
     h('div', {}, h('button', { class: 'primary', type: 'submit', id: 'pg-run' }, 'Run')));
     return h('div', {}, h('h1', {}, 'Plugin playground'),
       h('p', { class: 'muted' }, 'Runs the loaded version once, as it would run for a delivery, without sending anything.'),
-      filters.length ? form : h('p', { class: 'muted' }, 'No filter plugin is loaded.'), out);
+      filters.length ? h('div', { class: 'grid2' }, form, out) : h('p', { class: 'muted' }, 'No filter plugin is loaded.'));
   }
 
   // ---- start ----------------------------------------------------------------
