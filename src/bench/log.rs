@@ -76,13 +76,19 @@ pub(super) async fn log_paging(
         ("first page, one webhook", "&webhook=search".into()),
         ("first page, status pending", "&status=pending".into()),
         ("first page, a 1 % event type", "&type=record.purge".into()),
-        ("first page, one event id (the oldest)", "&event=rare_0".into()),
+        (
+            "first page, one event id (the oldest)",
+            "&event=rare_0".into(),
+        ),
         ("first page, since an hour ago", format!("&since={since}")),
         (
             "first page, webhook + type + status",
             "&webhook=ledger&type=record.purge&status=pending".into(),
         ),
-        ("page 21 (cursor after 1,000 rows)", format!("&after={deep}")),
+        (
+            "page 21 (cursor after 1,000 rows)",
+            format!("&after={deep}"),
+        ),
     ];
     for (name, q) in queries {
         let t = timed(&client, &format!("{base}/v1/deliveries?limit=50{q}")).await?;

@@ -33,7 +33,10 @@ fn asset(path: &str) -> Option<Asset> {
             include_bytes!("assets/app.js"),
             "text/javascript; charset=utf-8",
         ),
-        "style.css" => (include_bytes!("assets/style.css"), "text/css; charset=utf-8"),
+        "style.css" => (
+            include_bytes!("assets/style.css"),
+            "text/css; charset=utf-8",
+        ),
         "favicon.svg" => (include_bytes!("assets/favicon.svg"), "image/svg+xml"),
         _ => return None,
     };
@@ -59,7 +62,10 @@ fn serve(path: &str) -> Response {
     };
     let mut res = a.body.into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(a.content_type),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -86,7 +92,10 @@ mod tests {
     fn every_asset_the_page_names_is_served() {
         let page = std::str::from_utf8(asset("").unwrap().body).unwrap();
         for name in ["app.js", "style.css", "favicon.svg"] {
-            assert!(page.contains(&format!("\"{name}\"")), "{name} not in the page");
+            assert!(
+                page.contains(&format!("\"{name}\"")),
+                "{name} not in the page"
+            );
             assert!(asset(name).is_some(), "{name} not served");
         }
         assert!(asset("../Cargo.toml").is_none());

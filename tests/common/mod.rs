@@ -9,8 +9,7 @@ mod store;
 
 pub use store::{
     BACKEND, Backend, TestDir, assert_on_test_store, backend, on_ci, postgres_or_skip, tempdir,
-    with_store,
-    write_config,
+    with_store, write_config,
 };
 
 use std::collections::VecDeque;
