@@ -165,6 +165,21 @@ both_stores! {
             }
         }
         assert_eq!(seen, ["p4", "p3", "p2", "p1"]);
+        // A batch shares one creation time: pages of one still see each
+        // delivery once, in the order of the whole list.
+        let whole = ids(&weir.all_deliveries("").await, "id");
+        let mut one_by_one = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (_, page) = weir.get(&format!("/v1/deliveries?limit=1{cursor}")).await;
+            one_by_one.extend(ids(page["deliveries"].as_array().unwrap(), "id"));
+            match page["next"].as_str() {
+                Some(next) => cursor = format!("&after={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(one_by_one, whole);
+        assert_eq!(whole.len(), 7);
 
         let middle = rfc3339(early + 1_800_000);
         let newer = weir.all_deliveries(&format!("since={middle}")).await;

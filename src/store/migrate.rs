@@ -123,4 +123,46 @@ mod tests {
         let e = sqlite(&conn).unwrap_err().to_string();
         assert!(e.contains("schema version 99"), "{e}");
     }
+
+    #[test]
+    fn the_console_migration_fills_in_what_older_rows_lack() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (version, sql) in &SQLITE[..4] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute_batch(&format!("PRAGMA user_version = {version}"))
+                .unwrap();
+        }
+        let day = 86_400_000;
+        conn.execute_batch(&format!(
+            "INSERT INTO events (seq, id, owner_key, type, data, occurred_at, received_at)
+               VALUES (1, 'e', '', 'a.b', '{{}}', 't', 0);
+             INSERT INTO deliveries (seq, id, event_seq, webhook_id, state, next_at, created_at, updated_at)
+               VALUES (1, 'd1', 1, 'w', 'delivered', 0, 0, 0), (2, 'd2', 1, 'v', 'dead', 0, 0, 0);
+             INSERT INTO attempts (delivery_seq, n, at, latency_ms, response)
+               VALUES (1, 1, 0, 1, ''), (2, 1, {day}, 1, ''), (2, 2, {}, 1, '');",
+            3 * day
+        ))
+        .unwrap();
+        sqlite(&conn).unwrap();
+        let types: Vec<(String, String)> = conn
+            .prepare("SELECT id, event_type FROM deliveries ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            types,
+            [("d1".into(), "a.b".into()), ("d2".into(), "a.b".into())]
+        );
+        // Attempts of the last day before the newest get their webhook.
+        let hooks: Vec<Option<String>> = conn
+            .prepare("SELECT webhook_id FROM attempts ORDER BY delivery_seq, n")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(hooks, [None, None, Some("v".into())]);
+    }
 }

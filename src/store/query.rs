@@ -2,6 +2,11 @@
 //! the conditions a filter sets are written, so each combination gets a
 //! plan that uses its index: a catch-all `(? IS NULL OR col = ?)` keeps
 //! both SQLite and PostgreSQL from using any of them.
+//!
+//! The log is ordered newest first by `(created_at, seq)`, and every index
+//! it pages on ends with those two columns (the `console` migrations), so a
+//! time window with one filter, or webhook and status together, is one
+//! index range read in order: a page reads little more than it returns.
 
 use super::{DeliveryFilter, ReplayFilter};
 
@@ -12,6 +17,9 @@ pub(crate) enum Arg {
     Int(i64),
 }
 
+/// The log's order; a page's cursor is the `(created_at, seq)` of its last row.
+pub(crate) const LOG_ORDER: &str = "ORDER BY d.created_at DESC, d.seq DESC";
+
 /// A `WHERE` clause over `deliveries d JOIN events e` and its values.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Where {
@@ -20,16 +28,21 @@ pub(crate) struct Where {
 }
 
 impl Where {
-    /// Adds `cond`, in which `{}` stands for the next placeholder.
-    fn and(&mut self, cond: &str, arg: Arg, placeholder: fn(usize) -> String) {
+    /// Adds `cond`, in which each `{}` stands for the next placeholder, one
+    /// per value of `args`.
+    fn and(&mut self, cond: &str, args: Vec<Arg>, placeholder: fn(usize) -> String) {
         self.sql.push_str(if self.sql.is_empty() {
             "WHERE "
         } else {
             " AND "
         });
-        self.args.push(arg);
-        self.sql
-            .push_str(&cond.replace("{}", &placeholder(self.args.len())));
+        let mut parts = cond.split("{}");
+        self.sql.push_str(parts.next().unwrap_or_default());
+        for (arg, rest) in args.into_iter().zip(parts) {
+            self.args.push(arg);
+            self.sql.push_str(&placeholder(self.args.len()));
+            self.sql.push_str(rest);
+        }
     }
 }
 
@@ -54,30 +67,41 @@ pub(crate) fn replay_set(now: &str) -> String {
     )
 }
 
-/// The log's filter; `before_seq` is the cursor (deliveries older than it).
+/// The log's filter; `before` is the cursor, the `(created_at, seq)` of
+/// the last row of the previous page (rows after it in [`LOG_ORDER`]).
+/// Conditions on the columns in `unindexed` are written so that no index is
+/// used for them (SQLite's unary `+`): the SQLite store picks which filter
+/// drives the page (see `sqlite::driving`); PostgreSQL's planner, which has
+/// statistics, gets none.
 pub(crate) fn log_where(
     f: &DeliveryFilter,
-    before_seq: Option<i64>,
+    before: Option<(i64, i64)>,
     placeholder: fn(usize) -> String,
+    unindexed: &[&str],
 ) -> Where {
     let mut w = Where::default();
-    let text = |s: &Option<String>| s.clone().map(Arg::Text);
+    let text = |s: &Option<String>| s.clone().map(|s| vec![Arg::Text(s)]);
+    let int = |n: Option<i64>| n.map(|n| vec![Arg::Int(n)]);
+    let state = f.state.map(|s| vec![Arg::Text(s.as_str().to_owned())]);
+    let cursor = before.map(|(at, seq)| vec![Arg::Int(at), Arg::Int(seq)]);
     let conditions = [
         ("d.webhook_id = {}", text(&f.webhook)),
         ("d.tenant = {}", text(&f.tenant)),
-        (
-            "d.state = {}",
-            f.state.map(|s| Arg::Text(s.as_str().to_owned())),
-        ),
+        ("d.state = {}", state),
         ("e.id = {}", text(&f.event_id)),
         ("d.event_type = {}", text(&f.event_type)),
-        ("d.created_at >= {}", f.since.map(Arg::Int)),
-        ("d.created_at < {}", f.until.map(Arg::Int)),
-        ("d.seq < {}", before_seq.map(Arg::Int)),
+        ("d.created_at >= {}", int(f.since)),
+        ("d.created_at < {}", int(f.until)),
+        ("(d.created_at, d.seq) < ({}, {})", cursor),
     ];
-    for (cond, arg) in conditions {
-        if let Some(arg) = arg {
-            w.and(cond, arg, placeholder);
+    for (cond, args) in conditions {
+        if let Some(args) = args {
+            let column = cond.split(' ').next().unwrap_or_default();
+            if unindexed.contains(&column) {
+                w.and(&format!("+{cond}"), args, placeholder);
+            } else {
+                w.and(cond, args, placeholder);
+            }
         }
     }
     w
@@ -86,25 +110,17 @@ pub(crate) fn log_where(
 /// A bulk replay's filter, over `deliveries d` alone.
 pub(crate) fn replay_where(f: &ReplayFilter, placeholder: fn(usize) -> String) -> Where {
     let mut w = Where::default();
-    w.and(
-        "d.webhook_id = {}",
-        Arg::Text(f.webhook.clone()),
-        placeholder,
-    );
-    w.and(
-        "d.state = {}",
-        Arg::Text(f.state.as_str().to_owned()),
-        placeholder,
-    );
-    let optional: [(&str, Option<Arg>); 4] = [
+    let conditions = [
+        ("d.webhook_id = {}", Some(Arg::Text(f.webhook.clone()))),
+        ("d.state = {}", Some(Arg::Text(f.state.as_str().to_owned()))),
         ("d.tenant = {}", f.tenant.clone().map(Arg::Text)),
         ("d.event_type = {}", f.event_type.clone().map(Arg::Text)),
         ("d.updated_at >= {}", f.since.map(Arg::Int)),
         ("d.updated_at < {}", f.until.map(Arg::Int)),
     ];
-    for (cond, arg) in optional {
+    for (cond, arg) in conditions {
         if let Some(arg) = arg {
-            w.and(cond, arg, placeholder);
+            w.and(cond, vec![arg], placeholder);
         }
     }
     w
@@ -124,10 +140,11 @@ mod tests {
             limit: 50,
             ..Default::default()
         };
-        let w = log_where(&f, Some(7), postgres_placeholder);
+        let w = log_where(&f, Some((8, 7)), postgres_placeholder, &[]);
         assert_eq!(
             w.sql,
-            "WHERE d.webhook_id = $1 AND d.event_type = $2 AND d.created_at < $3 AND d.seq < $4"
+            "WHERE d.webhook_id = $1 AND d.event_type = $2 AND d.created_at < $3 \
+             AND (d.created_at, d.seq) < ($4, $5)"
         );
         assert_eq!(
             w.args,
@@ -135,11 +152,17 @@ mod tests {
                 Arg::Text("w".into()),
                 Arg::Text("a.b".into()),
                 Arg::Int(9),
+                Arg::Int(8),
                 Arg::Int(7)
             ]
         );
-        let none = log_where(&DeliveryFilter::default(), None, sqlite_placeholder);
+        let none = log_where(&DeliveryFilter::default(), None, sqlite_placeholder, &[]);
         assert_eq!(none, Where::default());
+        let hinted = log_where(&f, None, sqlite_placeholder, &["d.event_type"]);
+        assert_eq!(
+            hinted.sql,
+            "WHERE d.webhook_id = ?1 AND +d.event_type = ?2 AND d.created_at < ?3"
+        );
     }
 
     #[test]

@@ -18,6 +18,18 @@ UPDATE attempts SET webhook_id = (SELECT webhook_id FROM deliveries WHERE delive
 CREATE INDEX attempts_hook_at ON attempts (webhook_id, at, status, latency_ms)
     WHERE webhook_id IS NOT NULL;
 
--- The log, newest first, by status and by event type.
-CREATE INDEX deliveries_state_log ON deliveries (state, seq);
-CREATE INDEX deliveries_type_log ON deliveries (event_type, seq);
+-- The log, newest first: ordered by (created_at, seq), and each index it
+-- pages on ends with those two columns, so a time window, a filter, or
+-- webhook and status together are one index range read in order.
+DROP INDEX deliveries_hook_log;
+DROP INDEX deliveries_tenant_log;
+CREATE INDEX deliveries_log ON deliveries (created_at, seq);
+CREATE INDEX deliveries_hook_log ON deliveries (webhook_id, created_at, seq);
+CREATE INDEX deliveries_hook_state_log ON deliveries (webhook_id, state, created_at, seq);
+CREATE INDEX deliveries_state_log ON deliveries (state, created_at, seq);
+-- It also serves retention (a delivery is updated after it is created, so
+-- one last updated before the cutoff was created before it too), which
+-- deliveries_state did: one index fewer to change on every update.
+DROP INDEX deliveries_state;
+CREATE INDEX deliveries_type_log ON deliveries (event_type, created_at, seq);
+CREATE INDEX deliveries_tenant_log ON deliveries (tenant, created_at, seq) WHERE tenant IS NOT NULL;

@@ -194,22 +194,27 @@ pub async fn list(
     c: &impl GenericClient,
     f: DeliveryFilter,
 ) -> Result<Vec<DeliveryRecord>, StoreError> {
-    let before_seq: Option<i64> = match &f.after {
+    // A cursor that names no delivery (purged since) ends the list.
+    let before: Option<(i64, i64)> = match &f.after {
         Some(id) => {
             let stmt = c
-                .prepare_cached("SELECT seq FROM deliveries WHERE id = $1")
+                .prepare_cached("SELECT created_at, seq FROM deliveries WHERE id = $1")
                 .await?;
-            Some(c.query_opt(&stmt, &[id]).await?.map_or(-1, |r| r.get(0)))
+            match c.query_opt(&stmt, &[id]).await? {
+                Some(r) => Some((r.get(0), r.get(1))),
+                None => return Ok(Vec::new()),
+            }
         }
         None => None,
     };
-    let mut w = query::log_where(&f, before_seq, query::postgres_placeholder);
+    let mut w = query::log_where(&f, before, query::postgres_placeholder, &[]);
     w.args.push(Arg::Int(f.limit as i64));
     let stmt = c
         .prepare_cached(&format!(
             "SELECT {RECORD_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq
-             {} ORDER BY d.seq DESC LIMIT ${}",
+             {} {} LIMIT ${}",
             w.sql,
+            query::LOG_ORDER,
             w.args.len()
         ))
         .await?;
@@ -364,10 +369,13 @@ pub async fn purge(
         .prepare_cached(
             // The conditions stand on the deleted row too: a row a replay
             // changed while this waited for it is re-checked, not deleted.
+            // created_at < $1 is implied (updated after created) and lets
+            // deliveries_state_log find them.
             "WITH gone AS (
                DELETE FROM deliveries d WHERE d.seq IN (
                  SELECT seq FROM deliveries
-                 WHERE state IN ('delivered','filtered') AND updated_at < $1 LIMIT $2)
+                 WHERE state IN ('delivered','filtered') AND created_at < $1 AND updated_at < $1
+                 LIMIT $2)
                AND d.state IN ('delivered','filtered') AND d.updated_at < $1
                RETURNING d.seq, d.event_seq),
              a AS (DELETE FROM attempts WHERE delivery_seq IN (SELECT seq FROM gone))

@@ -420,20 +420,26 @@ impl Store for SqliteStore {
 
     async fn list_deliveries(&self, f: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.read(move |c| {
-            let before_seq: Option<i64> = match &f.after {
-                Some(id) => c
-                    .prepare_cached("SELECT seq FROM deliveries WHERE id = ?1")?
-                    .query_row(params![id], |r| r.get(0))
+            // A cursor that names no delivery (purged since) ends the list.
+            let before: Option<(i64, i64)> = match &f.after {
+                Some(id) => match c
+                    .prepare_cached("SELECT created_at, seq FROM deliveries WHERE id = ?1")?
+                    .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?
-                    .or(Some(-1)),
+                {
+                    Some(at) => Some(at),
+                    None => return Ok(Vec::new()),
+                },
                 None => None,
             };
-            let mut w = query::log_where(&f, before_seq, query::sqlite_placeholder);
+            let unindexed = driving(c, &f)?;
+            let mut w = query::log_where(&f, before, query::sqlite_placeholder, &unindexed);
             w.args.push(Arg::Int(f.limit as i64));
             let sql = format!(
                 "SELECT {RECORD_COLUMNS} FROM deliveries d JOIN events e ON e.seq = d.event_seq
-                 {} ORDER BY d.seq DESC LIMIT ?{}",
+                 {} {} LIMIT ?{}",
                 w.sql,
+                query::LOG_ORDER,
                 w.args.len()
             );
             c.prepare_cached(&sql)?
@@ -581,7 +587,10 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let seqs: Vec<(i64, i64)> = c
                 .prepare_cached(
-                    "SELECT seq, event_seq FROM deliveries WHERE state IN ('delivered','filtered') AND updated_at < ?1 LIMIT ?2",
+                    // created_at < ?1 is implied (updated after created) and
+                    // lets deliveries_state_log find them.
+                    "SELECT seq, event_seq FROM deliveries
+                     WHERE state IN ('delivered','filtered') AND created_at < ?1 AND updated_at < ?1 LIMIT ?2",
                 )?
                 .query_map(params![before, batch as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -700,6 +709,59 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.write(move |c| inbound::delete_source(c, &id)).await
     }
+}
+
+/// Rows a probe counts at most: past this, a filter is "large".
+const PROBE_CAP: i64 = 10_000;
+
+/// Which of a log query's filters should drive it, as the columns whose
+/// conditions must not use an index. SQLite plans without statistics, so
+/// given two filters it may walk a large index (a big owner's deliveries)
+/// to find the few rows another (a rare status) names at once, and scan a
+/// million rows for an empty page. With more than one filter, each one's
+/// index is counted up to [`PROBE_CAP`] rows and the smallest drives; an
+/// event id always does (it names a handful of rows).
+fn driving(c: &Connection, f: &DeliveryFilter) -> rusqlite::Result<Vec<&'static str>> {
+    const ALL: [&str; 4] = ["d.webhook_id", "d.state", "d.tenant", "d.event_type"];
+    if f.event_id.is_some() {
+        return Ok(ALL.to_vec());
+    }
+    let state = f.state.map(|s| s.as_str().to_owned());
+    // (columns that drive, the probe's condition, its values)
+    let mut candidates: Vec<(&[&str], &str, Vec<&String>)> = Vec::new();
+    match (&f.webhook, &state) {
+        (Some(w), Some(s)) => candidates.push((
+            &["d.webhook_id", "d.state"],
+            "webhook_id = ?1 AND state = ?2",
+            vec![w, s],
+        )),
+        (Some(w), None) => candidates.push((&["d.webhook_id"], "webhook_id = ?1", vec![w])),
+        (None, Some(s)) => candidates.push((&["d.state"], "state = ?1", vec![s])),
+        (None, None) => {}
+    }
+    if let Some(t) = &f.tenant {
+        candidates.push((&["d.tenant"], "tenant = ?1", vec![t]));
+    }
+    if let Some(t) = &f.event_type {
+        candidates.push((&["d.event_type"], "event_type = ?1", vec![t]));
+    }
+    if candidates.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let mut best: Option<(&[&str], i64)> = None;
+    for (columns, cond, args) in candidates {
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE {cond} LIMIT {PROBE_CAP})"
+        );
+        let n: i64 = c
+            .prepare_cached(&sql)?
+            .query_row(rusqlite::params_from_iter(args), |r| r.get(0))?;
+        if best.is_none_or(|(_, least)| n < least) {
+            best = Some((columns, n));
+        }
+    }
+    let drive = best.map_or(&[][..], |(columns, _)| columns);
+    Ok(ALL.into_iter().filter(|c| !drive.contains(c)).collect())
 }
 
 /// The due deliveries a claim gets. Phase one walks the (index-only) queue
@@ -865,6 +927,65 @@ mod tests {
             .map(|d| format!("{}:{}", d.event_id, d.state.as_str()))
             .collect();
         assert_eq!(left, ["pending:pending", "new:delivered"]);
+    }
+
+    #[test]
+    fn the_smallest_filter_drives_a_log_page() {
+        let c = Connection::open_in_memory().unwrap();
+        crate::store::migrate::sqlite(&c).unwrap();
+        c.execute_batch(
+            "INSERT INTO events (seq, id, owner_key, type, data, occurred_at, received_at)
+               VALUES (1, 'e', '', 'a.b', '{}', 't', 0);",
+        )
+        .unwrap();
+        for i in 0..30 {
+            let state = if i == 0 { "dead" } else { "delivered" };
+            c.execute(
+                "INSERT INTO deliveries (id, event_seq, webhook_id, tenant, event_type, state, next_at, created_at, updated_at)
+                 VALUES (?1, 1, 'w', 't', 'a.b', ?2, 0, 0, 0)",
+                params![format!("d{i}"), state],
+            )
+            .unwrap();
+        }
+        let filter = |f: DeliveryFilter| driving(&c, &f).unwrap();
+        let some = |s: &str| Some(s.to_owned());
+        // One filter: the planner needs no help.
+        assert!(
+            filter(DeliveryFilter {
+                webhook: some("w"),
+                ..Default::default()
+            })
+            .is_empty()
+        );
+        // Webhook and status name one row; the owner's thirty are filtered.
+        assert_eq!(
+            filter(DeliveryFilter {
+                webhook: some("w"),
+                state: Some(DeliveryState::Dead),
+                tenant: some("t"),
+                ..Default::default()
+            }),
+            ["d.tenant", "d.event_type"]
+        );
+        // A type nobody has drives over the owner's thirty.
+        assert_eq!(
+            filter(DeliveryFilter {
+                tenant: some("t"),
+                event_type: some("x.y"),
+                ..Default::default()
+            }),
+            ["d.webhook_id", "d.state", "d.tenant"]
+        );
+        // An event id always drives.
+        assert_eq!(
+            filter(DeliveryFilter {
+                event_id: some("e"),
+                tenant: some("t"),
+                ..Default::default()
+            })
+            .len(),
+            4
+        );
     }
 
     #[tokio::test]
