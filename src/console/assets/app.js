@@ -92,9 +92,14 @@
       lostContact();
       throw new ApiError(0, 'unreachable', 'weir is not reachable');
     }
-    regainedContact();
     let data = null;
     try { data = await res.json(); } catch (_) { /* not JSON */ }
+    // A proxy in front of a weir that is down answers 502-504 itself.
+    if ([502, 503, 504].includes(res.status) && !(data && data.error)) {
+      lostContact();
+      throw new ApiError(0, 'unreachable', 'weir is not reachable');
+    }
+    regainedContact();
     if (!res.ok) {
       const err = (data && data.error) || {};
       const e = new ApiError(res.status, err.code || 'http_' + res.status, err.message || res.statusText);
@@ -111,19 +116,31 @@
     const b = $('banner');
     clear(b).append('weir is not answering. The page will recover by itself when it is back.');
     b.hidden = false;
+    if (S.probe) return;
     const probe = async () => {
+      S.probe = null;
+      if (!S.offline) return;
       try {
         const r = await fetch('/healthz', { cache: 'no-store' });
-        if (r.ok) { regainedContact(); route(); return; }
+        if (r.ok) { regainedContact(); recover(); return; }
       } catch (_) { /* still away */ }
-      setTimeout(probe, 1000);
+      if (S.offline && !S.probe) S.probe = setTimeout(probe, 1000);
     };
-    setTimeout(probe, 1000);
+    S.probe = setTimeout(probe, 1000);
   }
   function regainedContact() {
     if (!S.offline) return;
     S.offline = false;
     $('banner').hidden = true;
+  }
+  // Back after an outage: finish a sign-in that could not reach weir, then
+  // show the page again.
+  async function recover() {
+    const saved = sessionStorage.getItem(TOKEN_KEY);
+    if (!S.me && saved !== null) {
+      try { await signIn(saved); } catch (e) { if (e.status === 401) { signOut('Signed out: ' + e.message); return; } }
+    }
+    route();
   }
 
   // ---- sign-in ----------------------------------------------------------
@@ -135,6 +152,7 @@
     return me;
   }
   function signOut(message) {
+    S.render++;
     S.token = null;
     S.me = null;
     sessionStorage.removeItem(TOKEN_KEY);
@@ -187,7 +205,7 @@
 
   // ---- routing ------------------------------------------------------------
   const ROUTES = [
-    [/^#\/webhooks\/new$/, () => pageNewWebhook()],
+    [/^#\/new-webhook$/, () => pageNewWebhook()],
     [/^#\/webhooks\/([^/?]+)$/, (m) => pageWebhook(decodeURIComponent(m[1]))],
     [/^#\/webhooks$/, () => pageWebhooks()],
     [/^#\/deliveries\/([^/?]+)$/, (m) => pageDelivery(decodeURIComponent(m[1]))],
@@ -199,7 +217,27 @@
     for (const t of S.timers) clearInterval(t);
     S.timers = [];
   }
-  function every(msecs, f) { S.timers.push(setInterval(f, msecs)); }
+  // A timer for the page of render `gen`; a page that has been left by the
+  // time it asks (its render is stale) gets none.
+  function every(gen, msecs, f) {
+    if (gen !== S.render) return;
+    S.timers.push(setInterval(() => { if (gen === S.render) f(); }, msecs));
+  }
+  // At most four calls at once (the per-webhook figures of a long list).
+  const queue = { running: 0, waiting: [] };
+  function limited(f) {
+    return new Promise((resolve, reject) => {
+      const run = () => {
+        queue.running++;
+        f().then(resolve, reject).finally(() => {
+          queue.running--;
+          const next = queue.waiting.shift();
+          if (next) next();
+        });
+      };
+      if (queue.running < 4) run(); else queue.waiting.push(run);
+    });
+  }
   async function route() {
     stopTimers();
     if (!S.me) { showSignIn(); return; }
@@ -212,7 +250,7 @@
       if (!m) continue;
       try {
         const content = await page(m);
-        if (gen !== S.render) return;
+        if (gen !== S.render || !S.me) return;
         clear(main).append(content);
       } catch (e) {
         if (gen !== S.render || !S.me) return;
@@ -246,7 +284,7 @@
     const rows = list.webhooks.map((w) => {
       const rate = h('td', { class: 'num' }, '…');
       const lat = h('td', { class: 'num' }, '…');
-      stats(w.id).then((s) => {
+      limited(() => stats(w.id)).then((s) => {
         clear(rate).append(s ? pct(s.success_rate) : '—');
         clear(lat).append(s ? ms(s.latency_ms.p50) + ' / ' + ms(s.latency_ms.p99) : '—');
       });
@@ -260,7 +298,7 @@
         h('td', {}, when(w.last_failure_at)));
     });
     return h('div', {},
-      h('h1', {}, 'Webhooks', can('webhooks:write') ? link('#/webhooks/new', 'New webhook', { class: 'button', id: 'new-webhook' }) : null),
+      h('h1', {}, 'Webhooks', can('webhooks:write') ? link('#/new-webhook', 'New webhook', { class: 'button', id: 'new-webhook' }) : null),
       list.config && list.config.last_reload_error
         ? h('p', { class: 'error' }, 'config.toml was not reloaded: ', list.config.last_reload_error) : null,
       rows.length ? h('table', { id: 'webhooks' },
@@ -431,6 +469,7 @@
     return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
   }
   async function pageDeliveries(q) {
+    const gen = S.render;
     const inputs = {
       webhook: h('input', { id: 'q-webhook', value: q.get('webhook') || '', size: 16 }),
       status: h('select', { id: 'q-status' }, h('option', { value: '' }, 'any'), STATES.map((s) => h('option', { value: s }, s))),
@@ -477,7 +516,7 @@
 
     const live = h('input', { type: 'checkbox', id: 'live', checked: !q.get('after') });
     const liveNote = h('span', { class: 'muted', id: 'live-note' });
-    every(2000, async () => {
+    every(gen, 2000, async () => {
       if (!live.checked || S.offline) return;
       try {
         fill(await api('GET', '/v1/deliveries?' + query), true);
@@ -509,11 +548,12 @@
     if (!can('deliveries:replay')) return null;
     const out = h('div', { id: 'replay-result' });
     const webhook = q.get('webhook'), st = q.get('status');
-    if (!webhook || !REPLAYABLE.includes(st)) {
-      return h('p', { class: 'muted' }, 'To replay in bulk, filter by one webhook and a status of ', REPLAYABLE.join(', '), '.');
+    if (!webhook || !REPLAYABLE.includes(st) || q.get('event') || q.get('since') || q.get('until')) {
+      return h('p', { class: 'muted' }, 'To replay in bulk, filter by one webhook and a status of ', REPLAYABLE.join(', '),
+        ' (and, if you like, an event type); replay single events or time ranges one delivery at a time.');
     }
     const body = { webhook, status: st };
-    for (const k of ['type', 'since', 'until']) if (q.get(k)) body[k] = q.get(k);
+    if (q.get('type')) body.type = q.get('type');
     const count = async () => {
       const r = await api('POST', '/v1/replay', Object.assign({ dry_run: true }, body));
       confirmBox(out, `Replay ${r.matched} ${st} deliveries of ${webhook}?`, 'Replay ' + r.matched, async () => {
@@ -524,6 +564,7 @@
     return h('div', { class: 'actions' }, h('button', { id: 'replay-all', onclick: action(out, count) }, 'Replay matching…'), out);
   }
   function progress(out, webhook, n) {
+    const gen = S.render;
     const line = h('span', { class: 'notice', id: 'replay-progress' }, `Replayed ${n}.`);
     clear(out).append(line);
     if (!n) return;
@@ -532,7 +573,8 @@
         const live = await api('GET', '/v1/deliveries?limit=1000&status=pending&webhook=' + enc(webhook));
         const retrying = await api('GET', '/v1/deliveries?limit=1000&status=retrying&webhook=' + enc(webhook));
         const queued = live.deliveries.length + retrying.deliveries.length;
-        clear(line).append(queued ? `Replayed ${n}: ${queued} still queued…` : `Replayed ${n}: all sent.`);
+        if (gen !== S.render) { clearInterval(t); return; }
+        clear(line).append(queued ? `Replayed ${n}: ${queued} of ${webhook}'s deliveries still queued…` : `Replayed ${n}: all sent.`);
         if (!queued) clearInterval(t);
       } catch (_) { /* the banner says it */ }
     }, 1000);
@@ -540,10 +582,11 @@
   }
 
   async function pageDelivery(id) {
+    const gen = S.render;
     const d = await api('GET', '/v1/deliveries/' + enc(id));
     const out = h('div', { id: 'delivery-result' });
     if (!FINAL.includes(d.status)) {
-      every(1500, async () => {
+      every(gen, 1500, async () => {
         try {
           const now = await api('GET', '/v1/deliveries/' + enc(id));
           if (now.status !== d.status || now.attempts !== d.attempts) route();
@@ -580,7 +623,9 @@
           req ? [h('table', { id: 'request-headers' }, h('tbody', {}, req.headers.map(([k, v]) => h('tr', {}, h('td', { class: 'mono' }, k), h('td', { class: 'mono' }, v))))),
             (d.signed_headers && d.signed_headers.length) ? h('p', { class: 'muted' }, 'Added at each attempt: ', d.signed_headers.join(', '), '.') : null,
             h('pre', { id: 'request-body' }, pretty(req.body))]
-            : h('p', { class: 'muted' }, 'The plugin chain has not run yet.'),
+            : h('p', { class: 'muted' }, d.status === 'held' || d.status === 'filtered'
+              ? 'Nothing to send: the plugin chain ' + d.status + ' it (see the reason above).'
+              : 'The plugin chain has not run yet.'),
           d.plugin_log && d.plugin_log.length ? [h('h2', {}, 'Plugin log'), h('pre', { id: 'plugin-log' }, d.plugin_log.join('\n'))] : null),
         h('div', {}, h('h2', {}, 'Event'),
           d.event ? h('pre', { id: 'event' }, JSON.stringify(Object.assign({}, d.event, { data: parseMaybe(d.event.data) }), null, 2))
@@ -645,7 +690,7 @@
   if (saved !== null) {
     signIn(saved).then(route, (e) => {
       if (e.status === 401) signOut('Signed out: ' + e.message);
-      else { S.token = null; showSignIn('Cannot reach weir: ' + e.message); }
+      else { S.token = null; showSignIn('Cannot reach weir: ' + e.message + '. Signing in again when it is back.'); }
     });
   } else {
     showSignIn();
