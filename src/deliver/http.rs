@@ -22,7 +22,8 @@ const DRAINED_RESPONSE: usize = 64 * 1024;
 
 pub const USER_AGENT_VALUE: &str = concat!("weir/", env!("CARGO_PKG_VERSION"));
 
-/// Headers a plugin or static config may not set: weir owns them.
+/// Headers a plugin or static config may not set: weir owns them. The
+/// first three are the ones each attempt signs anew ([`per_attempt_headers`]).
 const RESERVED: [&str; 6] = [
     "webhook-id",
     "webhook-timestamp",
