@@ -25,7 +25,8 @@ const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 pub const USER_AGENT_VALUE: &str = concat!("weir/", env!("CARGO_PKG_VERSION"));
 
-/// Headers a plugin or static config may not set: weir owns them.
+/// Headers a plugin or static config may not set: weir owns them. The
+/// first three are the ones each attempt signs anew ([`per_attempt_headers`]).
 const RESERVED: [&str; 6] = [
     "webhook-id",
     "webhook-timestamp",
@@ -264,4 +265,59 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
         source = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(extra: &str) -> Webhook {
+        let text = format!("[[webhooks]]\nid = \"a\"\nurl = \"https://example.com/h\"\n{extra}\n");
+        let config = crate::config::Config::parse(std::path::Path::new("/c.toml"), &text).unwrap();
+        (*config.webhooks[0]).clone()
+    }
+
+    #[test]
+    fn the_log_shows_what_a_plugin_set_and_hides_the_webhooks_own_values() {
+        let hook = hook("headers = { authorization = \"Bearer s3cret\", x-env = \"prod\" }");
+        let rendered = Rendered {
+            body: "{}".into(),
+            headers: vec![
+                ("x-team".into(), "geo".into()),
+                ("content-type".into(), "text/plain".into()),
+                ("webhook-id".into(), "forged".into()),
+            ],
+        };
+        let shown = shown_headers(&hook, &rendered);
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            shown,
+            [
+                pair("content-type", "text/plain"),
+                pair("user-agent", USER_AGENT_VALUE),
+                pair("authorization", "(redacted)"),
+                pair("x-env", "(redacted)"),
+                pair("x-team", "geo"),
+            ]
+        );
+        // What is sent carries the real values, and the signed headers.
+        let sent = build_headers(&hook, "evt_1", &rendered, 1, 0);
+        assert_eq!(sent["authorization"], "Bearer s3cret");
+        assert_eq!(sent["webhook-id"], "evt_1");
+        for (name, _) in &shown {
+            assert!(sent.contains_key(name.as_str()), "{name}");
+        }
+    }
+
+    #[test]
+    fn per_attempt_headers_name_the_signature_only_when_signing() {
+        assert_eq!(
+            per_attempt_headers(true),
+            ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        );
+        assert_eq!(
+            per_attempt_headers(false),
+            ["webhook-id", "webhook-timestamp"]
+        );
+    }
 }

@@ -613,3 +613,45 @@ pub trait Store: Send + Sync + 'static {
     /// Hands back whatever this node still holds (leases) before it stops.
     async fn close(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_log_names_each_plugin_and_stays_bounded() {
+        let mut log = PluginLog::default();
+        assert!(log.is_empty());
+        assert_eq!(log.to_column(), None, "nothing logged, nothing written");
+        log.extend("a", vec!["info: one".into()]);
+        log.extend("b", vec![]);
+        log.extend("c", vec!["warn: two\0".into()]);
+        let column = log.to_column().unwrap();
+        assert_eq!(
+            PluginLog::from_column(Some(&column)).unwrap(),
+            ["a: info: one", "c: warn: two\u{FFFD}"]
+        );
+
+        let mut many = PluginLog::default();
+        many.extend("p", (0..80).map(|i| format!("info: {i}")).collect());
+        let lines = many.lines();
+        assert_eq!(lines.len(), PluginLog::MAX_LINES);
+        assert_eq!(lines[48], "p: info: 48");
+        assert_eq!(lines[49], "(31 more lines not kept)");
+
+        let mut long = PluginLog::default();
+        long.extend("p", (0..10).map(|_| "x".repeat(1000)).collect());
+        let lines = long.lines();
+        assert!(lines.iter().map(|l| l.len()).sum::<usize>() <= PluginLog::MAX_BYTES);
+        assert_eq!(lines.last().unwrap(), "(6 more lines not kept)");
+    }
+
+    #[test]
+    fn a_stored_render_reads_back_and_a_broken_one_is_an_error() {
+        let r = stored_render(Some("{}".into()), Some(r#"[["a","b"]]"#)).unwrap();
+        assert_eq!(r.unwrap().headers, [("a".to_owned(), "b".to_owned())]);
+        assert_eq!(stored_render(None, Some("[]")).unwrap(), None);
+        assert!(stored_render(Some("{}".into()), Some("nope")).is_err());
+        assert!(PluginLog::from_column(Some("nope")).is_err());
+    }
+}

@@ -34,3 +34,8 @@ CREATE INDEX deliveries_state_log ON deliveries (state, created_at, seq);
 DROP INDEX deliveries_state;
 CREATE INDEX deliveries_type_log ON deliveries (event_type, created_at, seq);
 CREATE INDEX deliveries_tenant_log ON deliveries (tenant, created_at, seq) WHERE tenant IS NOT NULL;
+
+-- Plans for the new columns and indexes from the start, not from the next
+-- autovacuum.
+ANALYZE deliveries;
+ANALYZE attempts;
