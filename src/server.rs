@@ -303,11 +303,15 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 /// than JSON is refused first: that is what a cross-site form sends, even to
 /// routes that read no body (replay, test, enable).
 async fn authenticate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    if req.method() != axum::http::Method::GET
-        && req.headers().contains_key(header::CONTENT_TYPE)
-        && let Err(e) = crate::api::require_json(req.headers())
-    {
-        return e.into_response();
+    if req.method() != axum::http::Method::GET {
+        if let Err(e) = crate::api::same_origin(req.headers()) {
+            return e.into_response();
+        }
+        if req.headers().contains_key(header::CONTENT_TYPE)
+            && let Err(e) = crate::api::require_json(req.headers())
+        {
+            return e.into_response();
+        }
     }
     match app.principal(req.headers()) {
         Ok(p) => {

@@ -555,4 +555,50 @@ both_stores! {
         assert_eq!(ids(&dead, "event_type"), ["a.y"]);
         weir.stop().await;
     }
+
+    /// A webhook id deleted by one owner and taken by another is another
+    /// webhook: the first owner's old deliveries are never replayed to it,
+    /// one at a time or in bulk, whoever asks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replays_never_reach_another_owners_webhook_with_a_reused_id() {
+        let (sub_a, sub_b) = (Receiver::start().await, Receiver::start().await);
+        sub_a.always(Reply::Status(500));
+        let weir = Weir::start_with(&with_tokens(""), &[]).await;
+        let create = async |owner: &str, url: String| {
+            let body = json!({"id": "orders", "url": url, "owners": [owner], "max_retries": 50});
+            let (status, answer) = weir.post("/v1/webhooks", Some(body)).await;
+            assert_eq!(status, 201, "{answer}");
+        };
+        let post = async |owner: &str, id: &str| {
+            let e = json!({"id": id, "type": "order.paid", "owner_id": owner, "data": {}});
+            let (status, answer) = weir.call(Method::POST, "/v1/events", Some(INGEST), Some(&e)).await;
+            assert_eq!(status, 202, "{answer}");
+        };
+        create("org_a", sub_a.url("/a")).await;
+        post("org_a", "a_1").await;
+        sub_a.wait_for(1).await;
+        let (status, _) = weir.call(Method::DELETE, "/v1/webhooks/orders", Some(ADMIN), None).await;
+        assert_eq!(status, 200);
+        let old = weir.sole_delivery("orders", "canceled").await;
+        create("org_b", sub_b.url("/b")).await;
+
+        let a_token = weir.token(Some("org_a"), &["deliveries:read", "deliveries:replay"]).await;
+        let path = format!("/v1/deliveries/{}/replay", old["id"].as_str().unwrap());
+        let (status, body) = weir.call(Method::POST, &path, Some(&a_token), None).await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["error"]["code"], "webhook_not_configured");
+        for dry_run in [true, false] {
+            let req = json!({"webhook": "orders", "status": "canceled", "dry_run": dry_run});
+            let (_, answer) = weir.post("/v1/replay", Some(req)).await;
+            assert_eq!(answer["matched"], 0, "{answer}");
+            assert_eq!(answer["replayed"], 0, "{answer}");
+        }
+        // B's own event is the first and only thing B's subscriber gets.
+        post("org_b", "b_1").await;
+        let got = sub_b.wait_for(1).await;
+        weir.wait_deliveries("webhook=orders&status=delivered", |r| r.len() == 1).await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].json()["id"], "b_1");
+        weir.stop().await;
+    }
 }

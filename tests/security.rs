@@ -242,4 +242,41 @@ both_stores! {
         assert!(!ids.contains(&"refused"), "{ids:?}");
         weir.stop().await;
     }
+
+    /// A page of another site cannot make the browser of someone who can
+    /// reach weir send a test event, even with no admin token set and on a
+    /// route that reads no body; weir's own console (same origin) can.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_sites_page_cannot_write_through_a_visitors_browser() {
+        let sub = Receiver::start().await;
+        let weir = Weir::start(&hook("a", &sub.url("/"), ""), &[]).await;
+        let host = weir.url.trim_start_matches("http://").to_owned();
+        let client = reqwest::Client::new();
+        let test_send = async |headers: &[(&str, &str)]| {
+            let mut req = client.post(format!("{}/v1/webhooks/a/test", weir.url));
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        };
+        for refused in [
+            vec![("sec-fetch-site", "cross-site")],
+            vec![("origin", "http://evil.example")],
+            vec![("origin", "null")],
+        ] {
+            let (status, body) = test_send(&refused).await;
+            assert_eq!(status, 403, "{refused:?}: {body}");
+            assert_eq!(body["error"]["code"], "cross_site");
+        }
+        let own = format!("http://{host}");
+        let (status, body) =
+            test_send(&[("sec-fetch-site", "same-origin"), ("origin", own.as_str())]).await;
+        assert_eq!(status, 202, "{body}");
+        // The console's send arrives, and it is the only one.
+        let got = sub.wait_for(1).await;
+        assert_eq!(got[0].json()["type"], "weir.test");
+        assert_eq!(weir.all_deliveries("webhook=a").await.len(), 1);
+        weir.stop().await;
+    }
 }

@@ -138,7 +138,14 @@ pub async fn get(
 }
 
 fn detail(app: &App, d: StoredDelivery) -> api::DeliveryDetail {
-    let hook = app.hooks.load().get(&d.record.webhook).cloned();
+    // The webhook this delivery was made for: an id reused by another owner
+    // since is another webhook, and tells nothing about this one.
+    let hook = app
+        .hooks
+        .load()
+        .get(&d.record.webhook)
+        .filter(|h| h.tenant() == d.record.tenant.as_deref())
+        .cloned();
     let signed = hook
         .as_ref()
         .is_none_or(|h| !h.signing_secrets(app.clock.now()).is_empty());
@@ -201,8 +208,11 @@ pub async fn replay(
         .filter(|d| p.sees_tenant(d.record.tenant.as_deref()))
         .ok_or_else(|| ApiError::not_found("delivery", &id))?
         .record;
-    if app.hooks.load().get(&record.webhook).is_none() {
-        return Err(webhook_gone(&record.webhook));
+    // Only to the webhook it was made for: an id deleted and taken again by
+    // another owner (or given other owners) is not where this event goes.
+    match app.hooks.load().get(&record.webhook) {
+        Some(h) if h.tenant() == record.tenant.as_deref() => {}
+        _ => return Err(webhook_gone(&record.webhook)),
     }
     match app.store.replay(&id, app.clock.now()).await? {
         Ok(hook) => {
@@ -258,15 +268,18 @@ pub async fn bulk_replay(
         ));
     }
     let table = app.hooks.load();
-    match table.get(&req.webhook) {
-        Some(h) if p.sees(h) => {}
+    let tenant = match table.get(&req.webhook) {
+        Some(h) if p.sees(h) => h.tenant().map(str::to_owned),
         Some(_) => return Err(ApiError::not_found("webhook", &req.webhook)),
         None if p.owner.is_some() => return Err(ApiError::not_found("webhook", &req.webhook)),
         None => return Err(webhook_gone(&req.webhook)),
-    }
+    };
     let filter = ReplayFilter {
         webhook: req.webhook,
-        tenant: p.owner.clone(),
+        // Only deliveries made for the webhook as it is now, for every
+        // caller: those of an earlier webhook with this id, of another
+        // owner, stay where they are.
+        tenant,
         state: req.status,
         event_type: req.event_type,
         since: time(req.since.as_deref(), "since")?,

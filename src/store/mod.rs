@@ -396,7 +396,9 @@ pub struct DeliveryFilter {
 #[derive(Debug, Clone)]
 pub struct ReplayFilter {
     pub webhook: String,
-    /// Only deliveries of this owner (the caller's, for a tenant token).
+    /// Only deliveries made for this owner (`None`: made for no owner):
+    /// the webhook's owner now, so deliveries of an earlier webhook that had
+    /// this id are never sent to the current one.
     pub tenant: Option<String>,
     pub state: DeliveryState,
     pub event_type: Option<String>,

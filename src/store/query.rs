@@ -113,7 +113,6 @@ pub(crate) fn replay_where(f: &ReplayFilter, placeholder: fn(usize) -> String) -
     let conditions = [
         ("d.webhook_id = {}", Some(Arg::Text(f.webhook.clone()))),
         ("d.state = {}", Some(Arg::Text(f.state.as_str().to_owned()))),
-        ("d.tenant = {}", f.tenant.clone().map(Arg::Text)),
         ("d.event_type = {}", f.event_type.clone().map(Arg::Text)),
         ("d.updated_at >= {}", f.since.map(Arg::Int)),
         ("d.updated_at < {}", f.until.map(Arg::Int)),
@@ -122,6 +121,10 @@ pub(crate) fn replay_where(f: &ReplayFilter, placeholder: fn(usize) -> String) -
         if let Some(arg) = arg {
             w.and(cond, vec![arg], placeholder);
         }
+    }
+    match &f.tenant {
+        Some(t) => w.and("d.tenant = {}", vec![Arg::Text(t.clone())], placeholder),
+        None => w.and("d.tenant IS NULL", vec![], placeholder),
     }
     w
 }
@@ -178,8 +181,14 @@ mod tests {
         let w = replay_where(&f, sqlite_placeholder);
         assert_eq!(
             w.sql,
-            "WHERE d.webhook_id = ?1 AND d.state = ?2 AND d.tenant = ?3 AND d.updated_at >= ?4"
+            "WHERE d.webhook_id = ?1 AND d.state = ?2 AND d.updated_at >= ?3 AND d.tenant = ?4"
         );
         assert_eq!(w.args.len(), 4);
+        // A webhook of no owner replays only deliveries made for no owner.
+        let w = replay_where(&ReplayFilter { tenant: None, ..f }, sqlite_placeholder);
+        assert_eq!(
+            w.sql,
+            "WHERE d.webhook_id = ?1 AND d.state = ?2 AND d.updated_at >= ?3 AND d.tenant IS NULL"
+        );
     }
 }

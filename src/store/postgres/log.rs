@@ -197,10 +197,15 @@ pub async fn list(
     // A cursor that names no delivery (purged since) ends the list.
     let before: Option<(i64, i64)> = match &f.after {
         Some(id) => {
+            // Another owner's delivery is no cursor for a tenant: it must
+            // not tell whether it exists, nor when it was made.
             let stmt = c
-                .prepare_cached("SELECT created_at, seq FROM deliveries WHERE id = $1")
+                .prepare_cached(
+                    "SELECT created_at, seq FROM deliveries
+                     WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)",
+                )
                 .await?;
-            match c.query_opt(&stmt, &[id]).await? {
+            match c.query_opt(&stmt, &[id, &f.tenant]).await? {
                 Some(r) => Some((r.get(0), r.get(1))),
                 None => return Ok(Vec::new()),
             }

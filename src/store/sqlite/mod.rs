@@ -423,8 +423,13 @@ impl Store for SqliteStore {
             // A cursor that names no delivery (purged since) ends the list.
             let before: Option<(i64, i64)> = match &f.after {
                 Some(id) => match c
-                    .prepare_cached("SELECT created_at, seq FROM deliveries WHERE id = ?1")?
-                    .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    // Another owner's delivery is no cursor for a tenant:
+                    // it must not tell whether it exists, nor when it was made.
+                    .prepare_cached(
+                        "SELECT created_at, seq FROM deliveries
+                         WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)",
+                    )?
+                    .query_row(params![id, f.tenant], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?
                 {
                     Some(at) => Some(at),
