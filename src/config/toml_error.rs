@@ -31,7 +31,7 @@ pub fn describe(file: &str, text: &str, e: &toml::de::Error) -> String {
 /// Keys whose values may be secret: signing keys, tokens, URLs (userinfo,
 /// or a path that is itself the credential) and static header values.
 fn holds_secret(key: &str) -> bool {
-    matches!(key, "secrets" | "headers" | "url") || key.ends_with("_token")
+    matches!(key, "secrets" | "headers" | "url" | "otlp_endpoint") || key.ends_with("_token")
 }
 
 /// serde's `invalid type: string "…", expected …` becomes `invalid type:
