@@ -716,15 +716,18 @@ impl Store for SqliteStore {
     }
 }
 
-/// Rows a probe counts at most: past this, a filter is "large".
-const PROBE_CAP: i64 = 10_000;
+/// Rows a probe counts at most, tried in turn: filters that all reach one
+/// cap are counted again up to the next, so a tie between two large
+/// filters (a busy webhook's pending rows, a type with 1 % of a million
+/// rows) is settled by counting further, and small ones stay cheap.
+const PROBE_CAPS: [i64; 3] = [10_000, 100_000, 1_000_000];
 
 /// Which of a log query's filters should drive it, as the columns whose
 /// conditions must not use an index. SQLite plans without statistics, so
 /// given two filters it may walk a large index (a big owner's deliveries)
 /// to find the few rows another (a rare status) names at once, and scan a
 /// million rows for an empty page. With more than one filter, each one's
-/// index is counted up to [`PROBE_CAP`] rows and the smallest drives; an
+/// index is counted (up to [`PROBE_CAPS`]) and the smallest drives; an
 /// event id always does (it names a handful of rows).
 fn driving(c: &Connection, f: &DeliveryFilter) -> rusqlite::Result<Vec<&'static str>> {
     const ALL: [&str; 4] = ["d.webhook_id", "d.state", "d.tenant", "d.event_type"];
@@ -753,20 +756,33 @@ fn driving(c: &Connection, f: &DeliveryFilter) -> rusqlite::Result<Vec<&'static 
     if candidates.len() < 2 {
         return Ok(Vec::new());
     }
-    let mut best: Option<(&[&str], i64)> = None;
-    for (columns, cond, args) in candidates {
-        let sql = format!(
-            "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE {cond} LIMIT {PROBE_CAP})"
-        );
-        let n: i64 = c
-            .prepare_cached(&sql)?
-            .query_row(rusqlite::params_from_iter(args), |r| r.get(0))?;
-        if best.is_none_or(|(_, least)| n < least) {
-            best = Some((columns, n));
+    let mut left = candidates;
+    for cap in PROBE_CAPS {
+        let mut counted = Vec::with_capacity(left.len());
+        for (columns, cond, args) in left {
+            let sql =
+                format!("SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE {cond} LIMIT {cap})");
+            let n: i64 = c
+                .prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(&args), |r| r.get(0))?;
+            counted.push((columns, cond, args, n));
         }
+        let least = counted.iter().map(|x| x.3).min().unwrap_or(0);
+        if least < cap {
+            let (columns, ..) = counted
+                .into_iter()
+                .find(|x| x.3 == least)
+                .expect("a candidate");
+            return Ok(ALL.into_iter().filter(|c| !columns.contains(c)).collect());
+        }
+        // Every filter reached the cap: count further.
+        left = counted
+            .into_iter()
+            .map(|(columns, cond, args, _)| (columns, cond, args))
+            .collect();
     }
-    let drive = best.map_or(&[][..], |(columns, _)| columns);
-    Ok(ALL.into_iter().filter(|c| !drive.contains(c)).collect())
+    let columns = left.first().map_or(&[][..], |x| x.0);
+    Ok(ALL.into_iter().filter(|c| !columns.contains(c)).collect())
 }
 
 /// The due deliveries a claim gets. Phase one walks the (index-only) queue
