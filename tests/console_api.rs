@@ -601,4 +601,26 @@ both_stores! {
         assert_eq!(got[0].json()["id"], "b_1");
         weir.stop().await;
     }
+
+    /// A webhook's queue is counted on its own, in the webhook and in its
+    /// stats, and another webhook's queue does not leak into it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_webhooks_queue_depth_counts_its_own_live_deliveries() {
+        let sub = Receiver::start().await;
+        sub.always(Reply::Status(500));
+        let later = "retry_delays_secs = [3600]";
+        let config = with_tokens(&(hook("slow", &sub.url("/s"), later) + &hook("idle", &sub.url("/i"), "events = [\"none.*\"]")));
+        let weir = Weir::start_with(&config, &[]).await;
+        let events = common::events(3, "a.b", "org_1");
+        let (status, _) = weir.call(Method::POST, "/v1/events", Some(INGEST), Some(&events)).await;
+        assert_eq!(status, 202);
+        weir.wait_deliveries("webhook=slow&status=retrying", |r| r.len() == 3).await;
+        for (id, live) in [("slow", 3), ("idle", 0)] {
+            let (_, hook) = weir.get(&format!("/v1/webhooks/{id}")).await;
+            assert_eq!(hook["queue_depth"], live, "{hook}");
+            let (_, stats) = weir.get(&format!("/v1/webhooks/{id}/stats")).await;
+            assert_eq!(stats["queue_depth"], live, "{stats}");
+        }
+        weir.stop().await;
+    }
 }

@@ -62,13 +62,7 @@ pub async fn stats(
     let start = window_start(app.clock.now(), minutes);
     let points = app.store.attempt_points(&id, start, MAX_POINTS).await?;
     let health = app.store.health(&id).await?;
-    let queue_depth = app
-        .store
-        .queue_depths()
-        .await?
-        .into_iter()
-        .find(|d| d.webhook == id)
-        .map_or(0, |d| d.live);
+    let queue_depth = app.store.queue_depth(&id).await?;
     let capped = points.len() >= MAX_POINTS;
     let a = aggregate(&points, &hook.policy.success, start, minutes);
     Ok(Json(api::WebhookStats {

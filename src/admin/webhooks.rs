@@ -105,8 +105,8 @@ pub async fn get(
 ) -> Answer<api::Webhook> {
     p.require(Scope::WebhooksRead)?;
     let hook = visible(&app, &p, &id)?;
-    let depths = queue_depths(&app).await?;
-    Ok(Json(view(&app, &hook, depth(&depths, &id)).await?))
+    let depth = app.store.queue_depth(&id).await?;
+    Ok(Json(view(&app, &hook, depth).await?))
 }
 
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = WebhookSpec,
@@ -218,8 +218,8 @@ pub async fn update(
         match app.store.put_webhook(after, Some(before.version)).await? {
             Ok(()) => {
                 install(&app, &config, Some(hook.clone()), None).await?;
-                let depths = queue_depths(&app).await?;
-                return Ok(Json(view(&app, &hook, depth(&depths, &id)).await?));
+                let depth = app.store.queue_depth(&id).await?;
+                return Ok(Json(view(&app, &hook, depth).await?));
             }
             Err(WebhookConflict::Changed) => continue,
             Err(_) => return Err(ApiError::not_found("webhook", &id)),

@@ -508,6 +508,9 @@ pub trait Store: Send + Sync + 'static {
     async fn disabled(&self) -> Result<HashMap<String, String>, StoreError>;
     /// Live deliveries per webhook.
     async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError>;
+    /// Live deliveries of one webhook (on its index, without counting the
+    /// others' queues).
+    async fn queue_depth(&self, webhook: &str) -> Result<u64, StoreError>;
 
     /// The log, newest first, only the rows `filter` names.
     async fn list_deliveries(

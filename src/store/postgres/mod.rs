@@ -407,6 +407,16 @@ impl Store for PgStore {
             .collect())
     }
 
+    async fn queue_depth(&self, webhook: &str) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state IN {LIVE}"
+            ))
+            .await?;
+        Ok(client.query_one(&stmt, &[&webhook]).await?.get::<_, i64>(0) as u64)
+    }
+
     async fn list_deliveries(&self, f: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
         let given = [&f.webhook, &f.tenant, &f.event_id, &f.event_type, &f.after];
         if given

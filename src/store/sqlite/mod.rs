@@ -418,6 +418,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn queue_depth(&self, webhook: &str) -> Result<u64, StoreError> {
+        let webhook = webhook.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT count(*) FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}"
+            ))?
+            .query_row(params![webhook], |r| Ok(r.get::<_, i64>(0)? as u64))
+        })
+        .await
+    }
+
     async fn list_deliveries(&self, f: DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.read(move |c| {
             // A cursor that names no delivery (purged since) ends the list.
