@@ -36,12 +36,7 @@ impl Plugins {
         event: &Event,
         config: &str,
     ) -> Result<DryRun, PluginError> {
-        let loaded = self
-            .inner
-            .registry
-            .get(name)
-            .ok_or_else(|| PluginError::NotLoaded(name.to_owned()))?;
-        loaded.filter()?;
+        let loaded = self.serving_filter(name)?;
         let job = CallJob {
             event: event.clone(),
             request: Rendered {

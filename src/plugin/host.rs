@@ -261,6 +261,18 @@ impl Plugins {
         out
     }
 
+    /// The version of filter plugin `name` serving now, outside any
+    /// webhook's chain (dry runs, benchmarks).
+    pub(super) fn serving_filter(&self, name: &str) -> Result<Arc<Loaded>, PluginError> {
+        let loaded = self
+            .inner
+            .registry
+            .get(name)
+            .ok_or_else(|| PluginError::NotLoaded(name.into()))?;
+        loaded.filter()?;
+        Ok(loaded)
+    }
+
     /// A synchronous call for benchmarks: no thread hop, no semaphore.
     pub fn call_blocking(
         &self,
@@ -269,12 +281,7 @@ impl Plugins {
         request: &Rendered,
         config: &str,
     ) -> Result<Verdict, PluginError> {
-        let loaded = self
-            .inner
-            .registry
-            .get(name)
-            .ok_or_else(|| PluginError::NotLoaded(name.into()))?;
-        loaded.filter()?;
+        let loaded = self.serving_filter(name)?;
         let job = CallJob {
             event: event.clone(),
             request: request.clone(),

@@ -1,20 +1,19 @@
 //! A real browser for the console tests: Debian's headless Chromium, driven
 //! over WebDriver by a chromedriver of its own on a free loopback port.
 //!
-//! Every wait polls the page until a condition holds or [`PATIENCE`] runs
-//! out, then fails with what the page showed. Screenshots go to
+//! Every wait polls the page with [`eventually`] until a condition holds or
+//! [`PATIENCE`] runs out. Screenshots go to
 //! `target/console-screenshots/`; with `WEIR_SCREENSHOTS=<dir>` the SQLite
 //! run also writes them there (that is how `docs/screenshots/` is made).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use super::{Backend, PATIENCE, backend, on_ci};
+use super::{Backend, PATIENCE, backend, eventually, on_ci};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -118,25 +117,11 @@ impl Browser {
 
     /// Waits until the text of the first element matching `css` satisfies `ok`.
     pub async fn wait_text(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        let mut last = None;
-        loop {
-            if let Ok(el) = self.client.find(Locator::Css(css)).await
-                && let Ok(t) = el.text().await
-            {
-                if ok(&t) {
-                    return t;
-                }
-                last = Some(t);
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{css}: never as expected; last text {last:?}; page: {}",
-                    self.main_text().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(&format!("{css} to show the expected text"), async || {
+            let el = self.client.find(Locator::Css(css)).await.ok()?;
+            el.text().await.ok().filter(|t| ok(t))
+        })
+        .await
     }
 
     /// Waits until `css` has text containing `needle`.
@@ -146,13 +131,10 @@ impl Browser {
 
     /// Waits until `expr` (JavaScript) is true.
     pub async fn wait_true(&self, what: &str, expr: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        while self.eval(expr).await != Value::Bool(true) {
-            if Instant::now() > deadline {
-                panic!("{what}: never true; page: {}", self.main_text().await);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(what, async || {
+            (self.eval(expr).await == Value::Bool(true)).then_some(())
+        })
+        .await
     }
 
     /// How many elements match `css` now.
@@ -192,13 +174,6 @@ impl Browser {
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css} never appeared ({e})"))
-    }
-
-    async fn main_text(&self) -> String {
-        match self.client.find(Locator::Css("body")).await {
-            Ok(b) => b.text().await.unwrap_or_default(),
-            Err(e) => format!("(no body: {e})"),
-        }
     }
 
     /// Saves a PNG of the page as `<name>.png` (see the module comment).
