@@ -135,11 +135,17 @@ both_stores! {
 
         // The source's log: what was caught and what it became, and what
         // was refused and why.
-        let (status, log) = weir.get("/v1/sources/github/requests").await;
-        assert_eq!(status, 200, "{log}");
+        // A request is recorded routed after its events are stored, so its
+        // delivery may arrive first: wait for the record.
+        let log = eventually("both requests recorded routed", async || {
+            let (status, log) = weir.get("/v1/sources/github/requests").await;
+            assert_eq!(status, 200, "{log}");
+            let requests = log["requests"].as_array().unwrap();
+            assert_eq!(requests.len(), 2, "{log}");
+            requests.iter().all(|r| r["state"] == "routed").then_some(log)
+        })
+        .await;
         let requests = log["requests"].as_array().unwrap();
-        assert_eq!(requests.len(), 2, "{log}");
-        assert!(requests.iter().all(|r| r["state"] == "routed"), "{log}");
         let routed_first = requests.iter().find(|r| r["id"] == first.as_str()).unwrap();
         assert_eq!(routed_first["events"], json!(["d-1"]));
         assert_eq!(routed_first["dedup_key"], "d-1");
@@ -407,9 +413,13 @@ type_from = "header:X-Kind"
         assert_eq!(status, 404);
         let (_, list) = weir.call(reqwest::Method::GET, "/v1/sources", Some(&acme), None).await;
         assert_eq!(list["sources"].as_array().unwrap().len(), 1, "{list}");
-        let (status, log) = weir.call(reqwest::Method::GET, "/v1/sources/partner/requests", Some(&acme), None).await;
-        assert_eq!(status, 200);
-        assert_eq!(log["requests"][0]["state"], "routed", "{log}");
+        // Recorded routed after its event is stored: wait for the record.
+        eventually("the request recorded routed", async || {
+            let (status, log) = weir.call(reqwest::Method::GET, "/v1/sources/partner/requests", Some(&acme), None).await;
+            assert_eq!(status, 200);
+            (log["requests"][0]["state"] == "routed").then_some(())
+        })
+        .await;
         // A token without the scope is told which one it lacks.
         let reader = weir.token(Some("acme"), &["webhooks:read"]).await;
         let (status, answer) = weir.call(reqwest::Method::GET, "/v1/sources", Some(&reader), None).await;
