@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::harness::{Running, Sink, blast, event_bodies};
+use super::harness::{Running, Sink, blast, cpu_of, event_bodies};
 use super::{BenchArgs, row, webhook};
 
 /// A fresh database on the server `admin_url` points at, dropped after.
@@ -55,24 +55,6 @@ impl BenchDb {
             .await?;
         Ok(())
     }
-}
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_of(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the command (which may hold spaces) in parentheses.
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / clock_ticks())
-        })
-        .unwrap_or(0.0)
-}
-
-fn clock_ticks() -> f64 {
-    100.0 // USER_HZ on Linux
 }
 
 /// CPU seconds every `postgres` process on this machine has used (live
@@ -127,7 +109,7 @@ async fn run_cluster(
     let body = format!("{}{config_body}", db.store_section());
     let mut running = Vec::new();
     for _ in 0..nodes {
-        running.push(Running::spawn(&body, &args.plugins_dir).await?);
+        running.push(Running::start(&body, &args.plugins_dir).await?);
     }
     let pids: Vec<u32> = running.iter().map(|r| r.pid()).collect();
     let (weir0, pg0): (f64, f64) = (pids.iter().map(|p| cpu_of(*p)).sum(), postgres_cpu());

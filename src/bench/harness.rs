@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use tokio::sync::{Notify, oneshot};
-
-use crate::config::Config;
+use tokio::sync::Notify;
 
 /// A sink that counts arrivals and remembers when each webhook-id arrived.
 #[derive(Clone, Default)]
@@ -74,20 +72,13 @@ impl Sink {
     }
 }
 
-/// weir on a temp dir: in this process, or as a child process where its
-/// own memory is measured.
+/// weir on a temp dir, as a child process (this same binary running `weir
+/// serve`), so the CPU time and memory it uses are its own and not the
+/// producers' or the sink's.
 pub(super) struct Running {
     pub(super) url: String,
-    pub(super) how: How,
+    child: tokio::process::Child,
     pub(super) _dir: tempfile::TempDir,
-}
-
-pub(super) enum How {
-    InProcess {
-        stop: Option<oneshot::Sender<()>>,
-        task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    },
-    Child(tokio::process::Child),
 }
 
 impl Running {
@@ -123,36 +114,15 @@ impl Running {
         Self::start_with(config_body, plugins_dir, &[]).await
     }
 
+    /// Starts `weir serve` on `config_body`, with `extra_plugins` copied
+    /// into its plugins folder, and returns once it is serving.
     pub(super) async fn start_with(
         config_body: &str,
         plugins_dir: &std::path::Path,
         extra_plugins: &[PathBuf],
     ) -> anyhow::Result<Running> {
-        let (dir, path) = Self::prepare(config_body, plugins_dir, extra_plugins)?;
-        let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let listener = crate::listen::bind(([127, 0, 0, 1], 0).into())?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(crate::server::run(config, listener, async move {
-            let _ = rx.await;
-        }));
-        Ok(Running {
-            url,
-            how: How::InProcess {
-                stop: Some(tx),
-                task,
-            },
-            _dir: dir,
-        })
-    }
-
-    /// Starts `weir serve` as a child process (this same binary).
-    pub(super) async fn spawn(
-        config_body: &str,
-        plugins_dir: &std::path::Path,
-    ) -> anyhow::Result<Running> {
         use tokio::io::AsyncBufReadExt;
-        let (dir, path) = Self::prepare(config_body, plugins_dir, &[])?;
+        let (dir, path) = Self::prepare(config_body, plugins_dir, extra_plugins)?;
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
             .arg("serve")
             .arg("--config")
@@ -180,38 +150,54 @@ impl Running {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Running {
             url: format!("http://{addr}"),
-            how: How::Child(child),
+            child,
             _dir: dir,
         })
     }
 
     /// The process weir runs in.
     pub(super) fn pid(&self) -> u32 {
-        match &self.how {
-            How::InProcess { .. } => std::process::id(),
-            How::Child(c) => c.id().unwrap_or(0),
-        }
+        self.child.id().unwrap_or(0)
     }
 
-    pub(super) async fn stop(self) -> anyhow::Result<()> {
-        match self.how {
-            How::InProcess { stop, task } => {
-                let _ = stop.map(|s| s.send(()));
-                task.await??;
-            }
-            How::Child(mut child) => {
-                if let Some(pid) = child.id() {
-                    // SIGTERM: the same graceful shutdown an operator gets.
-                    std::process::Command::new("kill")
-                        .arg(pid.to_string())
-                        .status()?;
-                }
-                let status = child.wait().await?;
-                anyhow::ensure!(status.success(), "weir serve exited with {status}");
-            }
+    /// CPU seconds (user + system) weir has used so far.
+    pub(super) fn cpu(&self) -> f64 {
+        cpu_of(self.pid())
+    }
+
+    pub(super) async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM: the same graceful shutdown an operator gets.
+            std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status()?;
         }
+        let status = self.child.wait().await?;
+        anyhow::ensure!(status.success(), "weir serve exited with {status}");
         Ok(())
     }
+}
+
+/// CPU seconds (user + system) a process has used, all its threads.
+pub(super) fn cpu_of(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command (which may hold spaces) in parentheses.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / USER_HZ)
+        })
+        .unwrap_or(0.0)
+}
+
+/// The unit of `/proc/<pid>/stat`'s times: 100 on Linux, whatever the kernel's HZ.
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds the bench process itself (producers and sink) has used.
+pub(super) fn own_cpu() -> f64 {
+    cpu_of(std::process::id())
 }
 
 /// Posts `bodies` (JSON) to `url` with `concurrency` keep-alive connections.

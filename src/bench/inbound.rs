@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 
-use super::harness::{Post, Running, Sink, blast, blast_requests};
+use super::harness::{Post, Running, Sink, blast, blast_requests, own_cpu};
 use super::{BenchArgs, row};
 
 const SECRET: &str = "bench inbound secret";
@@ -44,7 +44,9 @@ pub(super) async fn inbound(args: &BenchArgs, template: &serde_json::Value) -> a
     let n = args.events;
     let requests = Arc::new(signed(template, n));
     let bodies: Vec<String> = requests.iter().map(|r| r.body.clone()).collect();
+    let own0 = own_cpu();
     let ceiling = blast(&url, Arc::new(bodies), args.concurrency).await?;
+    let ceiling_cpu = (own_cpu() - own0) * 1e6 / n as f64;
     let ceiling_rate = n as f64 / ceiling.as_secs_f64();
     sink.count.store(0, Ordering::Relaxed);
 
@@ -53,10 +55,12 @@ pub(super) async fn inbound(args: &BenchArgs, template: &serde_json::Value) -> a
         super::webhook("bench", &url, args.concurrency)
     );
     let weir = Running::start(&config, &args.plugins_dir).await?;
+    let cpu0 = weir.cpu();
     let started = Instant::now();
     let caught = blast_requests(&format!("{}/in/gh", weir.url), requests, args.concurrency).await?;
     sink.wait_for(n, Duration::from_secs(600)).await?;
     let total = started.elapsed();
+    let weir_cpu = (weir.cpu() - cpu0) * 1e6 / n as f64;
     weir.stop().await?;
     let caught_rate = n as f64 / caught.as_secs_f64();
     row(
@@ -72,5 +76,6 @@ pub(super) async fn inbound(args: &BenchArgs, template: &serde_json::Value) -> a
         String::new(),
         Some(rate / ceiling_rate),
     );
+    super::cpu_row(weir_cpu, Some(ceiling_cpu));
     Ok(())
 }

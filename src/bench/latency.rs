@@ -6,17 +6,18 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::harness::{Running, Sink, event_bodies};
-use super::{BenchArgs, row, webhook};
+use super::{BenchArgs, cpu_row, row, webhook};
 
 pub(super) async fn latency(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
     let rate = 1000;
-    let (p50, p99) = ack_to_arrival(args, template, rate, 5, "", &[]).await?;
+    let (p50, p99, cpu) = ack_to_arrival(args, template, rate, 5, "", &[]).await?;
     row(
         &format!("latency at {rate} ev/s: ingest ack -> sink (p50 / p99)"),
         format!("{:.1} ms", p50.as_secs_f64() * 1e3),
         format!("p99 {:.1} ms", p99.as_secs_f64() * 1e3),
         None,
     );
+    cpu_row(cpu, None);
     Ok(())
 }
 
@@ -41,8 +42,8 @@ pub(super) async fn hostile(args: &BenchArgs, template: &serde_json::Value) -> a
         })
         .collect();
     let seconds = 15;
-    let (alone50, alone99) = ack_to_arrival(args, template, rate, seconds, "", &[]).await?;
-    let (with50, with99) =
+    let (alone50, alone99, _) = ack_to_arrival(args, template, rate, seconds, "", &[]).await?;
+    let (with50, with99, _) =
         ack_to_arrival(args, template, rate, seconds, &neighbours, &files).await?;
     row(
         &format!("hostile neighbours, {rate} ev/s for {seconds} s: healthy webhook alone"),
@@ -61,7 +62,7 @@ pub(super) async fn hostile(args: &BenchArgs, template: &serde_json::Value) -> a
 
 /// Posts one event at a time at `rate` per second for `seconds` to a webhook with
 /// `app_scope` (plus `extra_hooks`) and returns the p50 and p99 of ingest
-/// ack -> arrival at the sink.
+/// ack -> arrival at the sink, and weir's CPU per event (µs).
 async fn ack_to_arrival(
     args: &BenchArgs,
     template: &serde_json::Value,
@@ -69,13 +70,14 @@ async fn ack_to_arrival(
     seconds: u64,
     extra_hooks: &str,
     extra_plugins: &[PathBuf],
-) -> anyhow::Result<(Duration, Duration)> {
+) -> anyhow::Result<(Duration, Duration, f64)> {
     let sink = Sink::default();
     sink.record_times.store(true, Ordering::Relaxed);
     let url = sink.start().await?;
     let config = format!("{}{extra_hooks}", webhook("lat", &url, args.concurrency));
     let weir = Running::start_with(&config, &args.plugins_dir, extra_plugins).await?;
     let client = reqwest::Client::new();
+    let cpu0 = weir.cpu();
     let n = (rate * seconds) as usize;
     let bodies = event_bodies(template, n, "l");
     let acks = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
@@ -100,6 +102,7 @@ async fn ack_to_arrival(
         let _ = t.await;
     }
     sink.wait_for(n, Duration::from_secs(120)).await?;
+    let cpu = (weir.cpu() - cpu0) * 1e6 / n as f64;
     weir.stop().await?;
     let arrivals: std::collections::HashMap<String, Instant> =
         sink.times.lock().expect("times").iter().cloned().collect();
@@ -116,5 +119,5 @@ async fn ack_to_arrival(
     anyhow::ensure!(!lat.is_empty(), "no event arrived");
     lat.sort();
     let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
-    Ok((pct(50), pct(99)))
+    Ok((pct(50), pct(99), cpu))
 }

@@ -13,7 +13,7 @@ pub(super) async fn idle_memory(args: &BenchArgs) -> anyhow::Result<()> {
     let config: String = (0..1000)
         .map(|i| webhook(&format!("idle{i}"), "https://example.com/hook", 32))
         .collect();
-    let weir = Running::spawn(&config, &args.plugins_dir).await?;
+    let weir = Running::start(&config, &args.plugins_dir).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = rss_kib_of(weir.pid());
     weir.stop().await?;
@@ -32,7 +32,7 @@ pub(super) async fn idle_memory(args: &BenchArgs) -> anyhow::Result<()> {
 pub(super) async fn overload(args: &BenchArgs, template: &serde_json::Value) -> anyhow::Result<()> {
     let sink = Sink::default();
     let url = sink.start().await?;
-    let weir = Running::spawn(&webhook("over", &url, args.concurrency), &args.plugins_dir).await?;
+    let weir = Running::start(&webhook("over", &url, args.concurrency), &args.plugins_dir).await?;
     let ingest_url = format!("{}/v1/events", weir.url);
     // Capacity: closed-loop producers, as fast as durable 202s come back.
     let n = args.events;
@@ -144,7 +144,7 @@ pub(super) async fn backlog(args: &BenchArgs, template: &serde_json::Value) -> a
     let sink = Sink::default();
     sink.down.store(true, Ordering::Relaxed);
     let url = sink.start().await?;
-    let weir = Running::spawn(&webhook("down", &url, args.concurrency), &args.plugins_dir).await?;
+    let weir = Running::start(&webhook("down", &url, args.concurrency), &args.plugins_dir).await?;
     let n = args.backlog;
     let watch = RssWatch::start(weir.pid());
     let started = Instant::now();

@@ -155,3 +155,16 @@ pub(super) fn row(name: &str, weir: String, ceiling: String, ratio: Option<f64>)
     let ratio = ratio.map_or("".into(), |r| format!("{:.0}%", r * 100.0));
     println!("{name:<58} {weir:>14} {ceiling:>18} {ratio:>8}");
 }
+
+/// The line under a throughput row: weir's own CPU time (user + system, all
+/// threads) per delivery, beside what one request of the same-run ceiling
+/// cost the client and the sink together (the bench process's CPU).
+pub(super) fn cpu_row(weir_us: f64, ceiling_us: Option<f64>) {
+    let ceiling = ceiling_us.map_or(String::new(), |c| format!("{c:.0} µs/req"));
+    println!(
+        "{:<58} {:>14} {:>18}",
+        "  weir CPU per delivery (ceiling: client + sink)",
+        format!("{weir_us:.0} µs"),
+        ceiling
+    );
+}

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::harness::{Running, Sink, blast, event_bodies};
-use super::{BenchArgs, FORM, row, webhook};
+use super::harness::{Running, Sink, blast, event_bodies, own_cpu};
+use super::{BenchArgs, FORM, cpu_row, row, webhook};
 use crate::config::PluginLimits;
 use crate::event::now_millis;
 use crate::ingest::envelope;
@@ -81,7 +81,9 @@ pub(super) async fn end_to_end(
         .iter()
         .map(|e| e.to_string())
         .collect();
+    let own0 = own_cpu();
     let ceiling = blast(&url, Arc::new(single), args.concurrency).await?;
+    let ceiling_cpu = (own_cpu() - own0) * 1e6 / args.events as f64;
     let ceiling_rate = args.events as f64 / ceiling.as_secs_f64();
     sink.count.store(0, Ordering::Relaxed);
 
@@ -98,6 +100,7 @@ pub(super) async fn end_to_end(
         .chunks(args.batch)
         .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
         .collect();
+    let cpu0 = weir.cpu();
     let started = Instant::now();
     let ingest = blast(
         &format!("{}/v1/events", weir.url),
@@ -107,6 +110,7 @@ pub(super) async fn end_to_end(
     .await?;
     sink.wait_for(args.events, Duration::from_secs(600)).await?;
     let total = started.elapsed();
+    let weir_cpu = (weir.cpu() - cpu0) * 1e6 / args.events as f64;
     weir.stop().await?;
     let rate = args.events as f64 / total.as_secs_f64();
     row(
@@ -123,6 +127,7 @@ pub(super) async fn end_to_end(
         format!("{ceiling_rate:.0} req/s"),
         Some(rate / ceiling_rate),
     );
+    cpu_row(weir_cpu, Some(ceiling_cpu));
     row(
         &format!("  ingest only (durable 202s, batches of {})", args.batch),
         format!("{:.0} ev/s", args.events as f64 / ingest.as_secs_f64()),
@@ -141,7 +146,9 @@ pub(super) async fn fan_out(args: &BenchArgs, template: &serde_json::Value) -> a
         .iter()
         .map(|e| e.to_string())
         .collect();
+    let own0 = own_cpu();
     let ceiling = blast(&url, Arc::new(single), args.concurrency).await?;
+    let ceiling_cpu = (own_cpu() - own0) * 1e6 / (events * args.fanout) as f64;
     let ceiling_rate = (events * args.fanout) as f64 / ceiling.as_secs_f64();
     sink.count.store(0, Ordering::Relaxed);
     let config: String = (0..args.fanout)
@@ -152,11 +159,13 @@ pub(super) async fn fan_out(args: &BenchArgs, template: &serde_json::Value) -> a
         .chunks(10)
         .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
         .collect();
+    let cpu0 = weir.cpu();
     let started = Instant::now();
     blast(&format!("{}/v1/events", weir.url), Arc::new(batches), 4).await?;
     sink.wait_for(events * args.fanout, Duration::from_secs(600))
         .await?;
     let total = started.elapsed();
+    let weir_cpu = (weir.cpu() - cpu0) * 1e6 / (events * args.fanout) as f64;
     weir.stop().await?;
     let rate = (events * args.fanout) as f64 / total.as_secs_f64();
     row(
@@ -168,6 +177,7 @@ pub(super) async fn fan_out(args: &BenchArgs, template: &serde_json::Value) -> a
         format!("{ceiling_rate:.0} req/s"),
         Some(rate / ceiling_rate),
     );
+    cpu_row(weir_cpu, Some(ceiling_cpu));
     Ok(())
 }
 
@@ -181,6 +191,7 @@ pub(super) async fn routing(args: &BenchArgs, template: &serde_json::Value) -> a
     const PER_OWNER: usize = 10;
     let deliveries = (args.events * 2).max(10_000);
     let mut rates = Vec::new();
+    let mut cpus = Vec::new();
     for (owners, per_owner) in [(1, 1), (1, PER_OWNER), (OWNERS, PER_OWNER)] {
         let sink = Sink::default();
         let url = sink.start().await?;
@@ -203,6 +214,7 @@ pub(super) async fn routing(args: &BenchArgs, template: &serde_json::Value) -> a
             .chunks(args.batch)
             .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
             .collect();
+        let cpu0 = weir.cpu();
         let started = Instant::now();
         blast(
             &format!("{}/v1/events", weir.url),
@@ -212,6 +224,7 @@ pub(super) async fn routing(args: &BenchArgs, template: &serde_json::Value) -> a
         .await?;
         sink.wait_for(deliveries, Duration::from_secs(600)).await?;
         let total = started.elapsed();
+        cpus.push((weir.cpu() - cpu0) * 1e6 / deliveries as f64);
         weir.stop().await?;
         rates.push(deliveries as f64 / total.as_secs_f64());
     }
@@ -221,12 +234,14 @@ pub(super) async fn routing(args: &BenchArgs, template: &serde_json::Value) -> a
         String::new(),
         None,
     );
+    cpu_row(cpus[0], None);
     row(
         &format!("routing: {PER_OWNER} webhooks, all matching"),
         format!("{:.0} dl/s", rates[1]),
         format!("{:.0} dl/s", rates[0]),
         Some(rates[1] / rates[0]),
     );
+    cpu_row(cpus[1], None);
     row(
         &format!(
             "routing: {} webhooks, {OWNERS} owners, {PER_OWNER} matching",
@@ -236,6 +251,7 @@ pub(super) async fn routing(args: &BenchArgs, template: &serde_json::Value) -> a
         format!("{:.0} dl/s", rates[0]),
         Some(rates[2] / rates[0]),
     );
+    cpu_row(cpus[2], None);
     println!(
         "{:<58} {:>14}",
         "  10,000 webhooks against the same 10 alone",
