@@ -92,6 +92,51 @@ both_stores! {
         weir.stop().await;
     }
 
+    /// The store keeps a chain's body only when the chain changed it; a
+    /// retry must still send exactly what the first attempt sent, whether the
+    /// chain kept the envelope (and added a header) or reshaped it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_sends_what_the_chain_made_whether_it_kept_the_body_or_not() {
+        let (sub_kept, sub_reshaped) = (Receiver::start().await, Receiver::start().await);
+        for sub in [&sub_kept, &sub_reshaped] {
+            sub.script([Reply::Status(500), Reply::Status(200)]);
+        }
+        let kept = "[[webhooks.plugins]]\nname = \"add_headers\"\nconfig = { headers = { x-team = \"geo\" } }";
+        let reshaped = "[[webhooks.plugins]]\nname = \"reshape\"\nconfig = { template = { text = \"{type} {id}\" } }";
+        let config = format!(
+            "{}{}",
+            hook("kept", &sub_kept.url("/kept"), kept),
+            hook("reshaped", &sub_reshaped.url("/reshaped"), reshaped)
+        );
+        let weir = Weir::start(
+            &config,
+            &[("add_headers", example_plugin("add_headers")), ("reshape", example_plugin("reshape"))],
+        )
+        .await;
+        let event = json!({"id": "evt_k", "type": "record.create", "owner_id": "org_1", "data": {"n": [1, 2.50, "x"]}});
+        weir.send(&event).await;
+        let (kept, reshaped) = (sub_kept.wait_for(2).await, sub_reshaped.wait_for(2).await);
+        for sent in [&kept, &reshaped] {
+            assert_eq!(sent[0].body, sent[1].body, "the retry carries the first attempt's body");
+        }
+        assert!(kept.iter().all(|r| r.header("x-team") == "geo"), "and the chain's headers");
+        let envelope: Value = serde_json::from_slice(&kept[0].body).unwrap();
+        assert_eq!(envelope["data"], json!({"n": [1, 2.50, "x"]}));
+        let text: Value = serde_json::from_slice(&reshaped[0].body).unwrap();
+        assert_eq!(text, json!({"text": "record.create evt_k"}));
+        // The log shows the request as sent, for both.
+        for (hook, first) in [("kept", &kept[0]), ("reshaped", &reshaped[0])] {
+            let rows = weir
+                .wait_deliveries(&format!("webhook={hook}"), |r| {
+                    r.len() == 1 && r[0]["status"] == "delivered"
+                })
+                .await;
+            let (_, detail) = weir.get(&format!("/v1/deliveries/{}", rows[0]["id"].as_str().unwrap())).await;
+            assert_eq!(detail["request"]["body"].as_str().unwrap().as_bytes(), &first.body[..], "{hook}");
+        }
+        weir.stop().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn body_and_headers_are_the_signed_envelope() {
         let sub = Receiver::start().await;

@@ -335,7 +335,7 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
     debug!(status = ?out.attempt.status, error = ?out.attempt.error, ?after, "attempt done");
     let at = out.attempt.at;
     out.attempt.node = Some(shared.node.clone());
-    let fresh = fresh_log.map(|log| Fresh { rendered, log });
+    let fresh = fresh_log.map(|log| Fresh::new(&rendered, &due.event, log));
     let recorded = shared
         .store
         .finish_attempt(seq, &hook.id, fresh, out.attempt, after)

@@ -221,25 +221,46 @@ impl PluginLog {
 }
 
 /// A stored render (`body`, `headers` as JSON) read back; `None` until the
-/// chain ran.
+/// chain ran. The chain's headers are stored whenever it ran; its body only
+/// when it differs from `event`'s envelope (see [`Fresh::new`]), so a `NULL`
+/// body beside stored headers is the envelope, unchanged.
 pub(crate) fn stored_render(
     body: Option<String>,
     headers: Option<&str>,
+    event: &Event,
 ) -> Result<Option<Rendered>, StoreError> {
-    let Some(body) = body else { return Ok(None) };
     let headers = match headers {
         Some(h) => serde_json::from_str(h)
             .map_err(|e| StoreError::Corrupt(format!("delivery headers: {e}")))?,
-        None => Vec::new(),
+        None if body.is_some() => Vec::new(),
+        None => return Ok(None),
     };
+    let body = body.unwrap_or_else(|| event.envelope_json());
     Ok(Some(Rendered { body, headers }))
 }
 
-/// A request the plugin chain made for this attempt, and what it logged.
+/// A request the plugin chain made for this attempt, and what it logged,
+/// as the store keeps them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fresh {
-    pub rendered: Rendered,
+    /// `None` when the chain left the body as the event's envelope: most
+    /// filters do, and the store need not write the same bytes again.
+    pub body: Option<String>,
+    /// The headers as a JSON array of pairs (the column's form).
+    pub headers: String,
     pub log: PluginLog,
+}
+
+impl Fresh {
+    /// What to keep of `rendered`, the chain's request for `event`.
+    pub fn new(rendered: &Rendered, event: &Event, log: PluginLog) -> Fresh {
+        let body = (rendered.body != event.envelope_json()).then(|| rendered.body.clone());
+        Fresh {
+            body,
+            headers: serde_json::to_string(&rendered.headers).expect("headers serialise"),
+            log,
+        }
+    }
 }
 
 /// What a worker asks for: due deliveries of one webhook, within its limits.
@@ -653,10 +674,32 @@ mod tests {
 
     #[test]
     fn a_stored_render_reads_back_and_a_broken_one_is_an_error() {
-        let r = stored_render(Some("{}".into()), Some(r#"[["a","b"]]"#)).unwrap();
+        let event = Event {
+            id: "evt_1".into(),
+            event_type: "record.create".into(),
+            owner_id: None,
+            data: r#"{"n":1}"#.into(),
+            occurred_at: "2026-11-24T00:00:00Z".into(),
+        };
+        let r = stored_render(Some("{}".into()), Some(r#"[["a","b"]]"#), &event).unwrap();
         assert_eq!(r.unwrap().headers, [("a".to_owned(), "b".to_owned())]);
-        assert_eq!(stored_render(None, Some("[]")).unwrap(), None);
-        assert!(stored_render(Some("{}".into()), Some("nope")).is_err());
+        assert_eq!(stored_render(None, None, &event).unwrap(), None);
+        assert!(stored_render(Some("{}".into()), Some("nope"), &event).is_err());
+        // The chain ran and left the body alone: only its headers were kept.
+        let kept = Fresh::new(
+            &Rendered {
+                body: event.envelope_json(),
+                headers: vec![("x-a".into(), "1".into())],
+            },
+            &event,
+            PluginLog::default(),
+        );
+        assert_eq!(kept.body, None);
+        let back = stored_render(kept.body, Some(&kept.headers), &event)
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.body, event.envelope_json());
+        assert_eq!(back.headers, [("x-a".to_owned(), "1".to_owned())]);
         assert!(PluginLog::from_column(Some("nope")).is_err());
     }
 }

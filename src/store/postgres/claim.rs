@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::LIVE;
 use crate::config::Ordering;
 use crate::event::{Event, Millis};
-use crate::store::{Claim, Claimed, Due, Rendered, StoreError};
+use crate::store::{Claim, Claimed, Due, StoreError, stored_render};
 
 /// How soon to look again when another node holds what this one would send.
 const BUSY_ELSEWHERE_MS: i64 = 1_000;
@@ -280,29 +280,19 @@ fn due_from_row(row: &Row) -> Result<Due, StoreError> {
         .transpose()
         .map_err(|_| StoreError::Corrupt("a rendered body is not UTF-8".into()))?;
     let headers: Option<String> = row.get("headers");
-    let rendered = match body {
-        Some(body) => Some(Rendered {
-            body,
-            headers: match headers {
-                Some(h) => serde_json::from_str(&h)
-                    .map_err(|e| StoreError::Corrupt(format!("delivery headers: {e}")))?,
-                None => Vec::new(),
-            },
-        }),
-        None => None,
+    let event = Event {
+        id: row.get("event_id"),
+        event_type: row.get("type"),
+        owner_id: row.get("owner_id"),
+        data: row.get("data"),
+        occurred_at: row.get("occurred_at"),
     };
     Ok(Due {
         seq: row.get("seq"),
         id: row.get("id"),
         webhook_id: row.get("webhook_id"),
-        event: Event {
-            id: row.get("event_id"),
-            event_type: row.get("type"),
-            owner_id: row.get("owner_id"),
-            data: row.get("data"),
-            occurred_at: row.get("occurred_at"),
-        },
-        rendered,
+        rendered: stored_render(body, headers.as_deref(), &event)?,
+        event,
         failures: row.get::<_, i32>("failures") as u32,
         attempts: row.get::<_, i32>("attempts") as u32,
     })

@@ -29,11 +29,9 @@ pub async fn finish_attempt(
     after: AfterAttempt,
 ) -> Result<WebhookHealth, StoreError> {
     let (body, headers, log) = match fresh {
-        Some(Fresh { rendered: r, log }) => (
-            Some(r.body.into_bytes()),
-            Some(serde_json::to_string(&r.headers).expect("headers serialise")),
-            log.to_column(),
-        ),
+        Some(Fresh { body, headers, log }) => {
+            (body.map(String::into_bytes), Some(headers), log.to_column())
+        }
         None => (None, None, None),
     };
     let reason = a
@@ -56,7 +54,7 @@ pub async fn finish_attempt(
                  attempts = attempts + 1,
                  body = coalesce($2, body),
                  headers = coalesce($3, headers),
-                 plugin_log = CASE WHEN $2::bytea IS NULL THEN plugin_log ELSE $16 END,
+                 plugin_log = CASE WHEN $3::text IS NULL THEN plugin_log ELSE $16 END,
                  state = CASE WHEN $4::text = 'delivered' OR state IN {LIVE} THEN $4::text ELSE state END,
                  failures = failures + CASE WHEN $4::text <> 'delivered' AND state IN {LIVE} THEN 1 ELSE 0 END,
                  next_at = CASE WHEN $4::text = 'retrying' AND state IN {LIVE} THEN $5::bigint ELSE next_at END,
@@ -281,10 +279,10 @@ pub async fn delivery(
         })
         .collect();
     Ok(Some(StoredDelivery {
+        rendered: stored_render(body, headers.as_deref(), &event)?,
         record,
         attempts,
         event,
-        rendered: stored_render(body, headers.as_deref())?,
         plugin_log: PluginLog::from_column(log.as_deref())?,
     }))
 }

@@ -110,25 +110,22 @@ impl From<rusqlite::Error> for StoreError {
 const LIVE: &str = "('pending','retrying')";
 
 fn due_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {
+    let event = Event {
+        id: row.get("event_id")?,
+        event_type: row.get("type")?,
+        owner_id: row.get("owner_id")?,
+        data: row.get("data")?,
+        occurred_at: row.get("occurred_at")?,
+    };
     let body: Option<String> = row.get("body")?;
     let headers: Option<String> = row.get("headers")?;
-    let rendered = body.map(|body| Rendered {
-        body,
-        headers: headers
-            .and_then(|h| serde_json::from_str(&h).ok())
-            .unwrap_or_default(),
-    });
+    let rendered =
+        stored_render(body, headers.as_deref(), &event).map_err(|e| corrupt(e.to_string()))?;
     Ok(Due {
         seq: row.get("seq")?,
         id: row.get("id")?,
         webhook_id: row.get("webhook_id")?,
-        event: Event {
-            id: row.get("event_id")?,
-            event_type: row.get("type")?,
-            owner_id: row.get("owner_id")?,
-            data: row.get("data")?,
-            occurred_at: row.get("occurred_at")?,
-        },
+        event,
         rendered,
         failures: row.get("failures")?,
         attempts: row.get("attempts")?,
@@ -289,11 +286,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let at = attempt.at;
             let (body, headers, log) = match fresh {
-                Some(Fresh { rendered: r, log }) => (
-                    Some(r.body),
-                    Some(serde_json::to_string(&r.headers).expect("headers serialise")),
-                    log.to_column(),
-                ),
+                Some(Fresh { body, headers, log }) => (body, Some(headers), log.to_column()),
                 None => (None, None, None),
             };
             let reason = attempt
@@ -308,14 +301,16 @@ impl Store for SqliteStore {
             };
             // One statement moves the delivery on. SET expressions see the old
             // row, so a delivery canceled meanwhile stays canceled unless this
-            // attempt succeeded. A fresh render replaces the plugin log too.
+            // attempt succeeded. A fresh render (its headers are always
+            // given, its body only when the chain changed it) replaces the
+            // plugin log too.
             let n: u32 = c
                 .prepare_cached(&format!(
                     "UPDATE deliveries SET
                        attempts = attempts + 1,
                        body = coalesce(?2, body),
                        headers = coalesce(?3, headers),
-                       plugin_log = CASE WHEN ?2 IS NULL THEN plugin_log ELSE ?8 END,
+                       plugin_log = CASE WHEN ?3 IS NULL THEN plugin_log ELSE ?8 END,
                        state = CASE WHEN ?4 = 'delivered' OR state IN {LIVE} THEN ?4 ELSE state END,
                        failures = failures + (?4 != 'delivered' AND state IN {LIVE}),
                        next_at = CASE WHEN ?4 = 'retrying' AND state IN {LIVE} THEN ?5 ELSE next_at END,
@@ -510,10 +505,10 @@ impl Store for SqliteStore {
         .await?
         .map(|(record, attempts, event, body, headers, log)| {
             Ok(StoredDelivery {
+                rendered: stored_render(body, headers.as_deref(), &event)?,
                 record,
                 attempts,
                 event,
-                rendered: stored_render(body, headers.as_deref())?,
                 plugin_log: PluginLog::from_column(log.as_deref())?,
             })
         })
