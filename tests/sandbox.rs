@@ -82,6 +82,31 @@ both_stores! {
         weir.stop().await;
     }
 
+    /// Cheap plugins run on the async worker under a short budget; a call
+    /// that outlasts it (20 ms here) but not its deadline (250 ms) must be
+    /// made again on a blocking thread and deliver, and so must the next.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_longer_than_the_inline_budget_still_delivers() {
+        let sub = Receiver::start().await;
+        let config = format!("{}{}", hook("slow", &sub.url("/slow"), ""), plugin("busy", "hold", "{ ms = 20 }"));
+        let weir = Weir::start(&config, &[("busy", test_plugin("busy"))]).await;
+        for id in ["evt_b1", "evt_b2"] {
+            weir.send(&json!({"id": id, "type": "record.create", "data": {"n": 1}})).await;
+        }
+        let got = sub.wait_for(2).await;
+        let mut ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+        ids.sort();
+        assert_eq!(ids, ["evt_b1", "evt_b2"]);
+        assert!(got.iter().all(|r| r.json()["data"] == json!({"n": 1})));
+        let rows = weir
+            .wait_deliveries("webhook=slow", |r| {
+                r.len() == 2 && r.iter().all(|d| d["status"] == "delivered")
+            })
+            .await;
+        assert!(rows.iter().all(|d| d["attempts"] == 1), "{rows:?}");
+        weir.stop().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_chain_scopes_reshapes_and_adds_headers() {
         let sub = Receiver::start().await;

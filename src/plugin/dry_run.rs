@@ -55,14 +55,15 @@ impl Plugins {
             .expect("semaphore never closes");
         let inner = self.inner.clone();
         let started = Instant::now();
-        let (result, logs) = tokio::task::spawn_blocking(move || inner.call_sync(&loaded, job))
-            .await
-            .unwrap_or_else(|e| {
-                (
-                    Err(PluginError::Trap(format!("host task failed: {e}"))),
-                    Vec::new(),
-                )
-            });
+        let (result, logs) =
+            tokio::task::spawn_blocking(move || inner.call_sync(&loaded, &job, None))
+                .await
+                .unwrap_or_else(|e| {
+                    (
+                        Err(PluginError::Trap(format!("host task failed: {e}"))),
+                        Vec::new(),
+                    )
+                });
         Ok(DryRun {
             result,
             logs,

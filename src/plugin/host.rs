@@ -3,8 +3,9 @@
 //! Guests get WASI with nothing granted (no preopened directories, no
 //! environment, no sockets; stdout/stderr captured into weir's log) and
 //! `wasi:http` whose every outgoing request is refused, so components from
-//! the usual toolchains link. Calls run on blocking threads, bounded by a
-//! semaphore, with a fresh `Store` each: a trapped store is never reused.
+//! the usual toolchains link. Each call gets a fresh `Store`: a trapped
+//! store is never reused. Cheap calls run where they are made, others on
+//! blocking threads bounded by a semaphore (see [`super::pace`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::{self, Filter, Level};
+use super::pace::{INLINE_BUDGET, run_inline};
 use super::registry::{Loaded, Registry};
 use super::{CallContext, Change, PluginError, PluginKind, PluginStatus, Verdict};
 use crate::config::{Config, PluginLimits};
@@ -199,21 +201,31 @@ impl Plugins {
             Verdict::Deliver(_) => "deliver",
             Verdict::Drop(_) => "drop",
         };
-        self.guarded(ctx.webhook, loaded, outcome, move |inner, loaded| {
-            inner.call_sync(loaded, job)
-        })
+        self.guarded(
+            ctx.webhook,
+            loaded,
+            outcome,
+            move |inner, loaded, budget| inner.call_sync(loaded, &job, budget),
+        )
         .await
     }
 
-    /// Runs `job` on a blocking thread under the host's guards: the breaker
-    /// for (`bench_key`, plugin), the concurrency permits, and the metrics,
-    /// whose `result` label is `outcome` of a success or `failure`.
+    /// Runs `job` under the host's guards: the breaker for (`bench_key`,
+    /// plugin) and the metrics, whose `result` label is `outcome` of a
+    /// success or `failure`. A version whose calls have been cheap runs here,
+    /// under [`INLINE_BUDGET`]; others, and a call that overruns that budget,
+    /// run on a blocking thread within the concurrency permits (see
+    /// [`super::pace`]). `job` is given the deadline to use instead of the
+    /// configured one, if any.
     pub(super) async fn guarded<R: Send + 'static>(
         &self,
         bench_key: &str,
         loaded: Arc<Loaded>,
         outcome: impl FnOnce(&R) -> &'static str,
-        job: impl FnOnce(&Inner, &Loaded) -> (Result<R, PluginError>, Vec<String>) + Send + 'static,
+        job: impl Fn(&Inner, &Loaded, Option<Duration>) -> (Result<R, PluginError>, Vec<String>)
+        + Send
+        + Sync
+        + 'static,
     ) -> (Result<R, PluginError>, Vec<String>) {
         let name = loaded.name.clone();
         let name = name.as_str();
@@ -231,22 +243,51 @@ impl Plugins {
             };
             return (Err(benched), Vec::new());
         }
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore never closes");
-        let inner = self.inner.clone();
         let started = Instant::now();
-        let out = tokio::task::spawn_blocking(move || job(&inner, &loaded))
-            .await
-            .unwrap_or_else(|e| {
-                (
-                    Err(PluginError::Trap(format!("host task failed: {e}"))),
-                    Vec::new(),
-                )
-            });
+        let inline = if loaded.pace.inline() {
+            let timeout = self.inner.limits.lock().expect("limits").timeout;
+            match run_inline(|| job(&self.inner, &loaded, Some(INLINE_BUDGET))) {
+                // Over the budget, not over its deadline, or a WASI call that
+                // needs a blocking thread: run it again where it may.
+                Some((Err(PluginError::Timeout(_)), _)) if INLINE_BUDGET < timeout => {
+                    loaded.pace.to_blocking();
+                    None
+                }
+                None => {
+                    loaded.pace.to_blocking();
+                    None
+                }
+                Some(out @ (Err(PluginError::Memory(_)), _)) => {
+                    loaded.pace.to_blocking();
+                    Some(out)
+                }
+                Some(out) => Some(out),
+            }
+        } else {
+            None
+        };
+        let out = match inline {
+            Some(out) => out,
+            None => {
+                let _permit = self
+                    .inner
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closes");
+                let inner = self.inner.clone();
+                let loaded = loaded.clone();
+                tokio::task::spawn_blocking(move || job(&inner, &loaded, None))
+                    .await
+                    .unwrap_or_else(|e| {
+                        (
+                            Err(PluginError::Trap(format!("host task failed: {e}"))),
+                            Vec::new(),
+                        )
+                    })
+            }
+        };
+        loaded.pace.record(started.elapsed());
         let exhausted = matches!(out.0, Err(PluginError::Timeout(_) | PluginError::Memory(_)));
         breaker.record(bench_key, name, version, exhausted, Instant::now());
         let m = &self.inner.metrics;
@@ -289,7 +330,7 @@ impl Plugins {
             webhook: String::new(),
             delivery: String::new(),
         };
-        self.inner.call_sync(&loaded, job).0
+        self.inner.call_sync(&loaded, &job, None).0
     }
 }
 
@@ -305,32 +346,35 @@ pub(super) struct CallJob {
 }
 
 impl Inner {
+    /// One call of a filter; `budget`, when given, replaces the configured
+    /// deadline if shorter.
     pub(super) fn call_sync(
         &self,
         loaded: &Loaded,
-        job: CallJob,
+        job: &CallJob,
+        budget: Option<Duration>,
     ) -> (Result<Verdict, PluginError>, Vec<String>) {
         let pre = match loaded.filter() {
             Ok(pre) => pre,
             Err(e) => return (Err(e), Vec::new()),
         };
         let tags = Tags::Filter {
-            webhook: job.webhook,
+            webhook: job.webhook.clone(),
             event: job.event.id.clone(),
-            delivery: job.delivery,
+            delivery: job.delivery.clone(),
         };
-        let (result, lines) = self.sandboxed(&loaded.name, tags, |store| {
+        let (result, lines) = self.sandboxed(&loaded.name, tags, budget, |store| {
             let filter = pre.instantiate(&mut *store)?;
             let event = bindings::Event {
-                id: job.event.id,
-                event_type: job.event.event_type,
-                owner_id: job.event.owner_id,
-                data: job.event.data,
-                occurred_at: job.event.occurred_at,
+                id: job.event.id.clone(),
+                event_type: job.event.event_type.clone(),
+                owner_id: job.event.owner_id.clone(),
+                data: job.event.data.clone(),
+                occurred_at: job.event.occurred_at.clone(),
             };
             let request = bindings::Request {
-                body: job.request.body,
-                headers: job.request.headers,
+                body: job.request.body.clone(),
+                headers: job.request.headers.clone(),
             };
             filter.call_handle(&mut *store, &event, &request, &job.config)
         });
@@ -344,6 +388,7 @@ impl Inner {
         &self,
         plugin: &str,
         tags: Tags,
+        budget: Option<Duration>,
         call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, String>>,
     ) -> (Result<R, PluginError>, Vec<String>) {
         let limits = *self.limits.lock().expect("limits");
@@ -371,7 +416,8 @@ impl Inner {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
-        let ticks = (limits.timeout.as_micros() / TICK.as_micros()).max(1) as u64 + 1;
+        let deadline = budget.map_or(limits.timeout, |b| b.min(limits.timeout));
+        let ticks = (deadline.as_micros() / TICK.as_micros()).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
         let result = call(&mut store).map_err(|e| {
             if store.data().memory.exceeded {

@@ -13,6 +13,7 @@ mod bindings;
 mod breaker;
 mod dry_run;
 mod host;
+mod pace;
 mod registry;
 mod source;
 

@@ -32,6 +32,8 @@ const COMPATIBLE: &str = "@0.1.";
 pub struct Loaded {
     pub name: String,
     pub pre: Pre,
+    /// How this version's calls have gone: where the next one runs.
+    pub pace: super::pace::Pace,
 }
 
 /// A plugin pre-instantiated as the world it exports.
@@ -221,6 +223,7 @@ impl Registry {
         let loaded = Arc::new(Loaded {
             name: name.to_owned(),
             pre,
+            pace: Default::default(),
         });
         self.swap(|map| {
             map.insert(name.to_owned(), loaded);

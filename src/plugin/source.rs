@@ -113,7 +113,7 @@ impl Plugins {
             source,
             loaded,
             |_| "mapped",
-            move |inner, loaded| map_sync(inner, loaded, job),
+            move |inner, loaded, budget| map_sync(inner, loaded, &job, budget),
         )
         .await
     }
@@ -128,14 +128,17 @@ struct MapJob {
 fn map_sync(
     inner: &Inner,
     loaded: &Loaded,
-    job: MapJob,
+    job: &MapJob,
+    budget: Option<std::time::Duration>,
 ) -> (Result<Vec<EventDraft>, PluginError>, Vec<String>) {
     let pre = match loaded.source() {
         Ok(pre) => pre,
         Err(e) => return (Err(e), Vec::new()),
     };
-    let tags = Tags::Source { source: job.source };
-    let (result, lines) = inner.sandboxed(&loaded.name, tags, |store| {
+    let tags = Tags::Source {
+        source: job.source.clone(),
+    };
+    let (result, lines) = inner.sandboxed(&loaded.name, tags, budget, |store| {
         let instance = pre.instantiate(&mut *store)?;
         instance.call_map_request(&mut *store, &job.request, &job.config)
     });
