@@ -135,7 +135,7 @@ fn map_sync(
         Err(e) => return (Err(e), Vec::new()),
     };
     let tags = Tags::Source { source: job.source };
-    let (result, lines) = inner.sandboxed(&loaded.name, tags, |store| {
+    let (result, lines) = inner.sandboxed(loaded, tags, |store| {
         let instance = pre.instantiate(&mut *store)?;
         instance.call_map_request(&mut *store, &job.request, &job.config)
     });
