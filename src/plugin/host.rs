@@ -142,7 +142,7 @@ impl Plugins {
     pub fn validate_file(&self, path: &Path) -> anyhow::Result<PluginKind> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        super::registry::compile(&self.inner.cranelift, &bytes, None).map(|pre| pre.kind())
+        super::compile::compile(&self.inner.cranelift, &bytes, None).map(|pre| pre.kind())
     }
 
     /// The kind of the version of `name` serving now; `None` when none is.

@@ -12,6 +12,7 @@
 
 mod bindings;
 mod breaker;
+mod compile;
 mod dry_run;
 mod host;
 mod registry;

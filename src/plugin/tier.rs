@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
+use super::compile::{Pre, compile};
 use super::host::Tier;
-use super::registry::{Pre, Registry, compile};
+use super::registry::Registry;
 
 /// Components of at least this many bytes load on Winch first when their
 /// Cranelift build is not cached. Measured on a 2-core machine, Cranelift
