@@ -17,13 +17,13 @@ use super::registry::Registry;
 
 /// Components of at least this many bytes load on Winch first when their
 /// Cranelift build is not cached. Measured on a 2-core machine, Cranelift
-/// compiles 1.3 to 3 MB of component a second (a 145 KB Rust plugin in
-/// 115 ms, 12.5 MB of componentize-js in 6.1 s, 18.4 MB of componentize-py
-/// in 5.3 s), Winch four to six times that. Below 1 MiB, Cranelift alone is
-/// done in under a second, within the 2 s a new plugin may take to be in
-/// effect, and a second build plus slower code meanwhile would buy nothing. weir's Rust
-/// plugins are 40 to 180 KB; componentize-js and -py components are 12 MB
-/// and more.
+/// compiles 1.3 to 3.6 MB of component a second (a 145 KB Rust plugin in
+/// 75 to 115 ms, 12.5 MB of componentize-js in 6.1 s, 18.4 MB of
+/// componentize-py in 5.1 s), Winch four to six times that. Below 1 MiB,
+/// Cranelift alone is done in under a second, within the 2 s a new plugin
+/// may take to be in effect, and a second build plus slower code meanwhile
+/// would buy nothing. weir's Rust plugins are 40 to 180 KB; componentize-js
+/// and -py components are 12 MB and more.
 pub const TIER_THRESHOLD: usize = 1 << 20;
 
 /// Runs tier-ups: each on a thread of its own, one compiling at a time.
