@@ -387,6 +387,10 @@ both_stores! {
                 .then_some(())
         })
         .await;
+        // A small plugin loads on Cranelift at once: no Winch tier for it.
+        let (_, s) = weir.get("/v1/plugins").await;
+        let flaky = s["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "flaky");
+        assert_eq!(flaky.unwrap()["compiler"], "cranelift", "{s}");
         let (status, _) = weir
             .post(
                 &format!("/v1/deliveries/{}/replay", rows[0]["id"].as_str().unwrap()),

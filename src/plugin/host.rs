@@ -1,22 +1,25 @@
-//! The sandbox: engine, linker, per-call store with deadline and memory limit.
+//! The sandbox: engines and linkers (one of each per compiler tier, alike
+//! in all else), per-call store with deadline and memory limit.
 //!
 //! Guests get WASI with nothing granted (no preopened directories, no
 //! environment, no sockets; stdout/stderr captured into weir's log) and
 //! `wasi:http` whose every outgoing request is refused, so components from
-//! the usual toolchains link. Each call gets a fresh `Store`: a trapped
-//! store is never reused. Cheap calls run where they are made, others on
-//! blocking threads bounded by a semaphore (see [`super::pace`]).
+//! the usual toolchains link. Each call gets a fresh `Store`, made on the
+//! engine that compiled the plugin it runs: a trapped store is never
+//! reused. Cheap calls run where they are made, others on blocking threads
+//! bounded by a semaphore (see [`super::pace`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Strategy,
+    Trap,
 };
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -25,7 +28,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 use super::bindings::{self, Filter, Level};
 use super::pace::{INLINE_BUDGET, run_inline};
 use super::registry::{Loaded, Registry};
-use super::{CallContext, Change, PluginError, PluginKind, PluginStatus, Verdict};
+use super::tier::TIER_THRESHOLD;
+use super::{CallContext, Change, Compiler, PluginError, PluginKind, PluginStatus, Verdict};
 use crate::config::{Config, PluginLimits};
 use crate::event::Event;
 use crate::metrics::Metrics;
@@ -52,9 +56,14 @@ pub struct Plugins {
 }
 
 pub(super) struct Inner {
-    pub(super) engine: Engine,
-    pub(super) linker: Linker<HostState>,
-    pub(super) registry: Registry,
+    /// Builds every plugin's optimised code.
+    pub(super) cranelift: Tier,
+    /// Builds a large plugin's first version, several times faster than
+    /// Cranelift, so it serves while Cranelift's build is made. Made when
+    /// first needed: each pooling engine reserves terabytes of address
+    /// space, which a host without large plugins should not pay twice.
+    winch: Arc<OnceLock<Tier>>,
+    pub(super) registry: Arc<Registry>,
     limits: Mutex<PluginLimits>,
     metrics: Arc<Metrics>,
     pub(super) permits: Semaphore,
@@ -69,42 +78,37 @@ impl Drop for Inner {
 }
 
 impl Plugins {
-    /// A host for `config`, caching compiled plugins under its data dir.
+    /// A host for `config`, caching compiled plugins under its data dir;
+    /// a large plugin serves on Winch until its Cranelift build is ready.
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Plugins> {
         let cache = config.server.data_dir.join("plugin-cache");
-        Self::build(config.plugins, metrics, Some(cache))
+        let registry = Registry::new(Some(cache), Some(TIER_THRESHOLD));
+        Self::build(config.plugins, metrics, registry)
     }
 
-    /// A host without a compile cache (dry runs).
+    /// A host without a compile cache or tiering, whose every plugin is
+    /// compiled with Cranelift before it loads (dry runs, benchmarks).
     pub fn with_limits(limits: PluginLimits, metrics: Arc<Metrics>) -> anyhow::Result<Plugins> {
-        Self::build(limits, metrics, None)
+        Self::build(limits, metrics, Registry::new(None, None))
     }
 
-    fn build(
+    pub(super) fn build(
         limits: PluginLimits,
         metrics: Arc<Metrics>,
-        cache: Option<std::path::PathBuf>,
+        registry: Registry,
     ) -> anyhow::Result<Plugins> {
-        let engine = engine()?;
-        let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
-        Filter::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-        // The source world's `host` is the filter world's, linked above.
-        bindings::source::weir::plugin::inbound::add_to_linker::<_, HasSelf<HostState>>(
-            &mut linker,
-            |s| s,
-        )?;
+        let cranelift = Tier::new(Compiler::Cranelift)?;
+        let winch = Arc::new(OnceLock::new());
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), stop_ticker.clone());
+        spawn_ticker(cranelift.engine.clone(), winch.clone(), stop_ticker.clone());
         let concurrency = std::thread::available_parallelism()
             .map_or(4, |n| n.get() * 2)
             .max(4);
         Ok(Plugins {
             inner: Arc::new(Inner {
-                registry: Registry::new(cache),
-                engine,
-                linker,
+                registry: Arc::new(registry),
+                cranelift,
+                winch,
                 limits: Mutex::new(limits),
                 metrics,
                 permits: Semaphore::new(concurrency),
@@ -140,7 +144,7 @@ impl Plugins {
     pub fn validate_file(&self, path: &Path) -> anyhow::Result<PluginKind> {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        super::registry::compile(&self.inner, &bytes, None).map(|pre| pre.kind())
+        super::compile::compile(&self.inner.cranelift, &bytes, None).map(|pre| pre.kind())
     }
 
     /// The kind of the version of `name` serving now; `None` when none is.
@@ -346,6 +350,15 @@ pub(super) struct CallJob {
 }
 
 impl Inner {
+    /// The Winch tier, made now if this is its first use.
+    pub(super) fn winch(&self) -> anyhow::Result<&Tier> {
+        if let Some(tier) = self.winch.get() {
+            return Ok(tier);
+        }
+        let tier = Tier::new(Compiler::Winch)?;
+        Ok(self.winch.get_or_init(|| tier))
+    }
+
     /// One call of a filter; `budget`, when given, replaces the configured
     /// deadline if shorter.
     pub(super) fn call_sync(
@@ -363,7 +376,7 @@ impl Inner {
             event: job.event.id.clone(),
             delivery: job.delivery.clone(),
         };
-        let (result, lines) = self.sandboxed(&loaded.name, tags, budget, |store| {
+        let (result, lines) = self.sandboxed(loaded, tags, budget, |store| {
             let filter = pre.instantiate(&mut *store)?;
             let event = bindings::Event {
                 id: job.event.id.clone(),
@@ -381,12 +394,13 @@ impl Inner {
         (result.and_then(convert_verdict), lines)
     }
 
-    /// Runs `call` in a fresh store with the configured deadline and memory
-    /// limit, and turns what went wrong into a [`PluginError`]. Returns the
-    /// guest's answer and the log lines (`host.log` and stdio) of the call.
+    /// Runs `call` in a fresh store, on the engine that compiled `loaded`,
+    /// with the configured deadline and memory limit, and turns what went
+    /// wrong into a [`PluginError`]. Returns the guest's answer and the log
+    /// lines (`host.log` and stdio) of the call.
     pub(super) fn sandboxed<R>(
         &self,
-        plugin: &str,
+        loaded: &Loaded,
         tags: Tags,
         budget: Option<Duration>,
         call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<Result<R, String>>,
@@ -408,13 +422,13 @@ impl Inner {
                 exceeded: false,
             },
             log: LogSink {
-                plugin: plugin.to_owned(),
+                plugin: loaded.name.clone(),
                 tags,
                 lines: Vec::new(),
                 dropped: 0,
             },
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(loaded.engine(), state);
         store.limiter(|s| &mut s.memory);
         let deadline = budget.map_or(limits.timeout, |b| b.min(limits.timeout));
         let ticks = (deadline.as_micros() / TICK.as_micros()).max(1) as u64 + 1;
@@ -510,7 +524,44 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-fn engine() -> anyhow::Result<Engine> {
+/// An engine and its linker, for one compiler. The two tiers are alike in
+/// everything else, so a plugin behaves the same on either, only faster on
+/// Cranelift.
+#[derive(Clone)]
+pub(super) struct Tier {
+    pub(super) compiler: Compiler,
+    pub(super) engine: Engine,
+    pub(super) linker: Linker<HostState>,
+}
+
+impl Tier {
+    fn new(compiler: Compiler) -> anyhow::Result<Tier> {
+        let engine = engine(compiler)?;
+        let linker = linker(&engine)?;
+        Ok(Tier {
+            compiler,
+            engine,
+            linker,
+        })
+    }
+}
+
+/// What every plugin may import: WASI (nothing granted), `wasi:http` (every
+/// request refused) and weir's `host`.
+fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker: Linker<HostState> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+    Filter::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    // The source world's `host` is the filter world's, linked above.
+    bindings::source::weir::plugin::inbound::add_to_linker::<_, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )?;
+    Ok(linker)
+}
+
+fn engine(compiler: Compiler) -> anyhow::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(256)
         .total_core_instances(2048)
@@ -530,7 +581,13 @@ fn engine() -> anyhow::Result<Engine> {
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = wasmtime::Config::new();
     config
+        .strategy(match compiler {
+            Compiler::Cranelift => Strategy::Cranelift,
+            Compiler::Winch => Strategy::Winch,
+        })
         .wasm_component_model(true)
+        // Winch honours epoch deadlines too (since wasmtime 29, whatever
+        // the `epoch_interruption` doc says); a test holds it to that.
         .epoch_interruption(true)
         // Plugins are called synchronously; the per-store async task
         // machinery of the component model would be pure overhead.
@@ -539,13 +596,18 @@ fn engine() -> anyhow::Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
-fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+/// Advances the epoch of both tiers' engines (Winch's once it is made), so
+/// a deadline means the same on either.
+fn spawn_ticker(cranelift: Engine, winch: Arc<OnceLock<Tier>>, stop: Arc<AtomicBool>) {
     std::thread::Builder::new()
         .name("weir-plugin-epoch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(TICK);
-                engine.increment_epoch();
+                cranelift.increment_epoch();
+                if let Some(winch) = winch.get() {
+                    winch.engine.increment_epoch();
+                }
             }
         })
         .expect("spawn epoch ticker");

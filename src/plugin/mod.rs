@@ -3,19 +3,22 @@
 //! chain calls it per event) or a source plugin (it maps a caught request to
 //! events); the registry records which, and a call of the wrong kind fails.
 //!
-//! One engine and one linker; each plugin is compiled once (cached on disk by
-//! content hash) and pre-instantiated; every call gets a fresh `Store` with a
-//! deadline and a memory limit, on a blocking thread so the async workers
-//! never stall. The registry is swapped whole, so a call always runs entirely
-//! on the version it started with.
+//! An engine and a linker per compiler (Cranelift, and Winch for a large
+//! plugin's first build); each plugin is compiled (cached on disk by content
+//! hash) and pre-instantiated; every call gets a fresh `Store`, on the engine
+//! that compiled it, with a deadline and a memory limit, on a blocking thread
+//! so the async workers never stall. The registry is swapped whole, so a call
+//! always runs entirely on the version it started with.
 
 mod bindings;
 mod breaker;
+mod compile;
 mod dry_run;
 mod host;
 mod pace;
 mod registry;
 mod source;
+mod tier;
 
 use serde::Serialize;
 
@@ -108,6 +111,32 @@ pub struct PluginStatus {
     /// in answers of weirs older than source plugins, hence the default.
     #[serde(default)]
     pub kind: Option<PluginKind>,
+    /// Which compiler built the version serving: `winch` while a large
+    /// plugin's optimised build is still compiling, then `cranelift`; `null`
+    /// while none is loaded. Absent in answers of weirs before tiering.
+    #[serde(default)]
+    pub compiler: Option<Compiler>,
+}
+
+/// Which compiler made a loaded plugin's machine code.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compiler {
+    /// The baseline compiler: builds a large component several times faster
+    /// and runs it slower. A large plugin's first build, until Cranelift's
+    /// is ready.
+    Winch,
+    /// The optimising compiler: what every plugin ends up running on.
+    Cranelift,
+}
+
+impl std::fmt::Display for Compiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compiler::Winch => "winch",
+            Compiler::Cranelift => "cranelift",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]

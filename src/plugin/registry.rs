@@ -6,52 +6,49 @@
 //! or `map-request` export, it compiles); a file that fails leaves the last good
 //! version in place and its error visible in `GET /v1/plugins`. Which of the
 //! two exports a component has makes it a filter or a source plugin.
+//!
+//! A large component whose optimised build is not cached yet loads on Winch
+//! (seconds sooner) and is rebuilt with Cranelift in the background; that
+//! build replaces it as a new version would, but only if the same file
+//! version still serves (see [`super::tier`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
-use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, Linker, ResourceType};
+use wasmtime::Engine;
 
 use super::bindings::FilterPre;
 use super::bindings::source::SourcePre;
+use super::compile::{Pre, cached, check_magic, compile, component, prepare};
 use super::host::{HostState, Inner};
-use super::{Change, PluginError, PluginKind, PluginState, PluginStatus};
+use super::tier::{Spawner, TierUp};
+use super::{Change, Compiler, PluginError, PluginState, PluginStatus};
 use crate::event::{now_millis, rfc3339};
-
-/// The WIT package plugins must import from, if they import any of it.
-const PACKAGE: &str = "weir:plugin/";
-/// Versions of that package this host serves (same major as `0.1.0`).
-const COMPATIBLE: &str = "@0.1.";
 
 pub struct Loaded {
     pub name: String,
+    /// The file version (content hash) this is a build of.
+    pub sha256: String,
+    /// Which tier built it; a Winch build gives way to Cranelift's.
+    pub compiler: Compiler,
     pub pre: Pre,
     /// How this version's calls have gone: where the next one runs.
     pub pace: super::pace::Pace,
 }
 
-/// A plugin pre-instantiated as the world it exports.
-pub enum Pre {
-    Filter(FilterPre<HostState>),
-    Source(SourcePre<HostState>),
-}
-
-impl Pre {
-    pub fn kind(&self) -> PluginKind {
-        match self {
-            Pre::Filter(_) => PluginKind::Filter,
-            Pre::Source(_) => PluginKind::Source,
+impl Loaded {
+    /// The engine that compiled this plugin: its stores must be made on it.
+    pub fn engine(&self) -> &Engine {
+        match &self.pre {
+            Pre::Filter(pre) => pre.instance_pre().engine(),
+            Pre::Source(pre) => pre.instance_pre().engine(),
         }
     }
-}
 
-impl Loaded {
     /// The filter world, or why this plugin cannot serve as one.
     pub fn filter(&self) -> Result<&FilterPre<HostState>, PluginError> {
         match &self.pre {
@@ -83,16 +80,29 @@ pub struct Registry {
     /// file tried per name, so unchanged (even broken) bytes are not reloaded.
     writing: Mutex<HashMap<String, String>>,
     cache: Option<PathBuf>,
+    /// Components of at least this many bytes load on Winch first when
+    /// their Cranelift build is not cached; `None`: Cranelift only.
+    tier_threshold: Option<usize>,
+    /// Runs the background Cranelift builds.
+    tier_ups: Spawner,
 }
 
 impl Registry {
-    pub fn new(cache: Option<PathBuf>) -> Registry {
+    pub fn new(cache: Option<PathBuf>, tier_threshold: Option<usize>) -> Registry {
         Registry {
             loaded: ArcSwap::from_pointee(HashMap::new()),
             status: Mutex::new(BTreeMap::new()),
             writing: Mutex::new(HashMap::new()),
             cache,
+            tier_threshold,
+            tier_ups: Spawner::default(),
         }
+    }
+
+    /// The same registry, its background builds run by `tier_ups`.
+    #[cfg(test)]
+    pub fn with_tier_ups(self, tier_ups: Spawner) -> Registry {
+        Registry { tier_ups, ..self }
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Loaded>> {
@@ -136,7 +146,7 @@ impl Registry {
             .collect()
     }
 
-    pub fn rescan(&self, host: &Inner, dir: &Path) -> Vec<Change> {
+    pub fn rescan(self: &Arc<Self>, host: &Inner, dir: &Path) -> Vec<Change> {
         let mut tried = self.writing.lock().expect("registry writer");
         let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
         if let Ok(entries) = std::fs::read_dir(dir) {
@@ -179,7 +189,7 @@ impl Registry {
         changes
     }
 
-    pub fn load_file(&self, host: &Inner, path: &Path) -> anyhow::Result<String> {
+    pub fn load_file(self: &Arc<Self>, host: &Inner, path: &Path) -> anyhow::Result<String> {
         let mut tried = self.writing.lock().expect("registry writer");
         let name = plugin_name(path)
             .with_context(|| format!("{} is not a <name>.wasm file", path.display()))?;
@@ -191,7 +201,7 @@ impl Registry {
 
     /// Loads `path` as `name` unless its content is what is loaded already.
     fn load_locked(
-        &self,
+        self: &Arc<Self>,
         host: &Inner,
         name: &str,
         path: &Path,
@@ -210,18 +220,16 @@ impl Registry {
             return None;
         }
         tried.insert(name.to_owned(), sha256.clone());
-        let pre = match compile(
-            host,
-            &bytes,
-            self.cache.as_deref().map(|d| (d, sha256.as_str())),
-        ) {
-            Ok(pre) => pre,
+        let (pre, compiler) = match self.first_build(host, name, &bytes, &sha256) {
+            Ok(built) => built,
             Err(e) => return Some(self.record_failure(name, format!("{e:#}"))),
         };
         let replaced = self.get(name).is_some();
         let kind = pre.kind();
         let loaded = Arc::new(Loaded {
             name: name.to_owned(),
+            sha256: sha256.clone(),
+            compiler,
             pre,
             pace: Default::default(),
         });
@@ -232,18 +240,90 @@ impl Registry {
             name.to_owned(),
             PluginStatus {
                 name: name.to_owned(),
-                sha256: Some(sha256),
+                sha256: Some(sha256.clone()),
                 loaded_at: Some(rfc3339(now_millis())),
                 state: PluginState::Ready,
                 error: None,
                 kind: Some(kind),
+                compiler: Some(compiler),
             },
         );
+        if compiler == Compiler::Winch {
+            let cache = self.cache.clone();
+            let job = TierUp::new(self, &host.cranelift, cache, name, sha256, bytes);
+            self.tier_ups.spawn(job);
+        }
         Some(Change {
             name: name.to_owned(),
             what: if replaced { "replaced" } else { "loaded" },
             error: None,
         })
+    }
+
+    /// The build a new file version starts serving with: Cranelift's if it
+    /// is cached; else, for a large component, Winch's (a [`TierUp`]
+    /// follows); else Cranelift's, compiled now.
+    fn first_build(
+        &self,
+        host: &Inner,
+        name: &str,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> anyhow::Result<(Pre, Compiler)> {
+        check_magic(bytes)?;
+        let cache = self.cache.as_deref().map(|d| (d, sha256));
+        let large = self.tier_threshold.is_some_and(|t| bytes.len() >= t);
+        if large {
+            if let Some(c) = cache.and_then(|(dir, sha)| cached(&host.cranelift, dir, sha)) {
+                return prepare(&host.cranelift, &c).map(|pre| (pre, Compiler::Cranelift));
+            }
+            let winch = host.winch();
+            match winch.and_then(|w| Ok((w, component(w, bytes, cache)?))) {
+                Ok((w, c)) => return prepare(w, &c).map(|pre| (pre, Compiler::Winch)),
+                // Winch lacks some of what Cranelift compiles (parts of
+                // SIMD, for one): then Cranelift it is, at once.
+                Err(e) => tracing::warn!(
+                    plugin = name,
+                    sha256,
+                    error = format!("{e:#}"),
+                    "Winch cannot build the plugin; compiling it with Cranelift"
+                ),
+            }
+        }
+        compile(&host.cranelift, bytes, cache).map(|pre| (pre, Compiler::Cranelift))
+    }
+
+    /// Swaps `pre`, the Cranelift build of file version `sha256`, in for its
+    /// Winch build, as a new version replaces an old one. Returns `false`
+    /// (and changes nothing) when that Winch build no longer serves: a newer
+    /// file, an unload, or an earlier tier-up took its place.
+    pub(super) fn tier_up(&self, name: &str, sha256: &str, pre: Pre) -> bool {
+        let _writer = self.writing.lock().expect("registry writer");
+        if !self.serves_on_winch(name, sha256) {
+            return false;
+        }
+        let loaded = Arc::new(Loaded {
+            name: name.to_owned(),
+            sha256: sha256.to_owned(),
+            compiler: Compiler::Cranelift,
+            pre,
+            pace: Default::default(),
+        });
+        self.swap(|map| {
+            map.insert(name.to_owned(), loaded);
+        });
+        // Only the tier changed: `loaded_at` stays the file's, and `error`
+        // (a later file that failed) stays true.
+        if let Some(status) = self.status.lock().expect("status").get_mut(name) {
+            status.compiler = Some(Compiler::Cranelift);
+        }
+        true
+    }
+
+    /// Whether `name` serves file version `sha256` on its Winch build.
+    pub(super) fn serves_on_winch(&self, name: &str, sha256: &str) -> bool {
+        self.get(name)
+            .is_some_and(|l| l.sha256 == sha256 && l.compiler == Compiler::Winch)
     }
 
     /// Records a failed load; the previous good version (if any) stays.
@@ -258,9 +338,10 @@ impl Registry {
                 state: PluginState::Failed,
                 error: None,
                 kind: None,
+                compiler: None,
             });
-        // `sha256`, `loaded_at` and `kind` keep describing the version still
-        // serving.
+        // `sha256`, `loaded_at`, `kind` and `compiler` keep describing the
+        // version still serving.
         entry.error = Some(error.clone());
         if self.loaded.load().get(name).is_none() {
             entry.state = PluginState::Failed;
@@ -288,124 +369,4 @@ fn plugin_name(path: &Path) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     ok.then(|| name.to_owned())
-}
-
-/// Validates and compiles a plugin, using (and filling) the on-disk cache
-/// `(dir, sha256)` when given.
-pub(super) fn compile(
-    host: &Inner,
-    bytes: &[u8],
-    cache: Option<(&Path, &str)>,
-) -> anyhow::Result<Pre> {
-    match bytes.get(..8) {
-        Some([0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00]) => {}
-        Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => bail!(
-            "a core WebAssembly module, not a component; build it as a component (e.g. `cargo build --target wasm32-wasip2`)"
-        ),
-        _ => bail!("not a WebAssembly component (bad magic bytes)"),
-    }
-    let component = match cache {
-        Some((dir, sha)) => cached_component(host, bytes, dir, sha)?,
-        None => from_binary(host, bytes)?,
-    };
-    for (import, _) in component.component_type().imports(&host.engine) {
-        if let Some(rest) = import.strip_prefix(PACKAGE)
-            && !rest.contains(COMPATIBLE)
-        {
-            bail!("imports {import}, but this weir serves weir:plugin@0.1.x");
-        }
-    }
-    let exports = |name: &str| {
-        component
-            .component_type()
-            .exports(&host.engine)
-            .any(|(n, _)| n == name)
-    };
-    let source = exports("map-request") && !exports("handle");
-    let mut linker = host.linker.clone();
-    stub_foreign_imports(&mut linker, &component)?;
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| anyhow::anyhow!("cannot be linked: {e:#}"))?;
-    if source {
-        return SourcePre::new(pre).map(Pre::Source).map_err(|e| {
-            anyhow::anyhow!(
-                "does not export the weir:plugin `source` world ({SOURCE_EXPORT}): {e:#}"
-            )
-        });
-    }
-    FilterPre::new(pre).map(Pre::Filter).map_err(|e| {
-        anyhow::anyhow!("does not export the weir:plugin `filter` world (`handle: func(event, request, config) -> result<verdict, string>`) or `source` world ({SOURCE_EXPORT}): {e:#}")
-    })
-}
-
-const SOURCE_EXPORT: &str =
-    "`map-request: func(request: incoming, config: string) -> result<list<event-draft>, string>`";
-
-fn cached_component(
-    host: &Inner,
-    bytes: &[u8],
-    dir: &Path,
-    sha: &str,
-) -> anyhow::Result<Component> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    host.engine.precompile_compatibility_hash().hash(&mut h);
-    let file = dir.join(format!("{sha}-{:016x}.cwasm", h.finish()));
-    if file.is_file() {
-        // SAFETY: only weir writes this directory, and the file name binds
-        // the artifact to both the source bytes and this engine's settings.
-        if let Ok(c) = unsafe { Component::deserialize_file(&host.engine, &file) } {
-            return Ok(c);
-        }
-    }
-    let component = from_binary(host, bytes)?;
-    if let Ok(artifact) = component.serialize() {
-        let _ = std::fs::create_dir_all(dir);
-        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, artifact).is_ok() {
-            let _ = std::fs::rename(&tmp, &file);
-        }
-    }
-    Ok(component)
-}
-
-fn from_binary(host: &Inner, bytes: &[u8]) -> anyhow::Result<Component> {
-    Component::from_binary(&host.engine, bytes)
-        .map_err(|e| anyhow::anyhow!("does not compile: {e:#}"))
-}
-
-/// Defines every function of imported interfaces weir does not provide (not
-/// `wasi:*`, not `weir:*`) as a trap, so a component that imports something
-/// it never calls still loads. WASI names are left to the linker's semver
-/// matching: stubbing them would shadow the real implementation.
-fn stub_foreign_imports(
-    linker: &mut Linker<HostState>,
-    component: &Component,
-) -> anyhow::Result<()> {
-    let engine = linker.engine().clone();
-    let ty = component.component_type();
-    for (name, item) in ty.imports(&engine) {
-        if name.starts_with("wasi:") || name.starts_with("weir:") {
-            continue;
-        }
-        let ComponentItem::ComponentInstance(instance) = item.ty else {
-            continue;
-        };
-        let mut scope = linker.instance(name)?;
-        for (export, export_item) in instance.exports(&engine) {
-            match export_item.ty {
-                ComponentItem::ComponentFunc(_) => {
-                    let full = format!("{name}#{export}");
-                    scope.func_new(export, move |_, _, _, _| {
-                        wasmtime::bail!("import `{full}` is not available to weir plugins")
-                    })?;
-                }
-                ComponentItem::Resource(_) => {
-                    scope.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
 }

@@ -138,7 +138,7 @@ fn map_sync(
     let tags = Tags::Source {
         source: job.source.clone(),
     };
-    let (result, lines) = inner.sandboxed(&loaded.name, tags, budget, |store| {
+    let (result, lines) = inner.sandboxed(loaded, tags, budget, |store| {
         let instance = pre.instantiate(&mut *store)?;
         instance.call_map_request(&mut *store, &job.request, &job.config)
     });
