@@ -43,6 +43,9 @@ pub struct BenchArgs {
     /// Extra plugin files (e.g. componentize-py/js builds) to time per call.
     #[arg(long)]
     pub foreign: Vec<PathBuf>,
+    /// Calls timed per --foreign plugin.
+    #[arg(long, default_value_t = 300)]
+    pub foreign_calls: usize,
     /// Config given to the --foreign plugins.
     #[arg(long, default_value = "{}")]
     pub foreign_config: String,

@@ -31,7 +31,7 @@ pub(super) fn plugin_call(args: &BenchArgs) -> anyhow::Result<()> {
     plugins.extend(
         args.foreign
             .iter()
-            .map(|p| (p.clone(), args.foreign_config.clone(), 300)),
+            .map(|p| (p.clone(), args.foreign_config.clone(), args.foreign_calls)),
     );
     for (path, config, calls) in plugins {
         let started = Instant::now();
