@@ -241,11 +241,16 @@ impl Worker {
             // A limit shared with other nodes held deliveries back.
             return Ok(Some(at_instant(at)));
         }
-        let claim = Claim {
-            in_flight: q.busy.iter().copied().collect(),
-            ..claim
+        let next = match claimed.next_due {
+            Some(next) => next,
+            None => {
+                let claim = Claim {
+                    in_flight: q.busy.iter().copied().collect(),
+                    ..claim
+                };
+                store.next_due_at(&claim).await?
+            }
         };
-        let next = store.next_due_at(&claim).await?;
         Ok(next.map(at_instant))
     }
 }

@@ -292,6 +292,10 @@ pub struct Claimed {
     /// Set when a limit shared with other nodes held deliveries back: look
     /// again then.
     pub blocked_until: Option<Millis>,
+    /// When the claim got fewer than it asked for, a backend may say in the
+    /// same breath when the next live delivery is due (`Some(None)`: none
+    /// is live), sparing the worker a [`Store::next_due_at`] round trip.
+    pub next_due: Option<Option<Millis>>,
 }
 
 /// Live deliveries of one webhook.

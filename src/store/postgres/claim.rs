@@ -47,6 +47,7 @@ pub async fn claim(
             return Ok(Claimed {
                 due: Vec::new(),
                 blocked_until: Some(blocked_until),
+                next_due: None,
             });
         }
     };
@@ -66,6 +67,7 @@ pub async fn claim(
                 return Ok(Claimed {
                     due: Vec::new(),
                     blocked_until: Some(blocked_until),
+                    next_due: None,
                 });
             }
         }
@@ -126,6 +128,7 @@ pub async fn claim(
     Ok(Claimed {
         due,
         blocked_until: None,
+        next_due: None,
     })
 }
 

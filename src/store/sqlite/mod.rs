@@ -204,9 +204,24 @@ impl Store for SqliteStore {
 
     async fn claim(&self, claim: Claim) -> Result<Claimed, StoreError> {
         self.write(move |c| {
+            let due = claim_due(c, &claim)?;
+            // Fewer than wanted: the queue is drained for now, so say when
+            // it is next due (counting what was just claimed as in flight).
+            let want = claim
+                .max_in_flight
+                .saturating_sub(claim.in_flight.len())
+                .min(claim.batch);
+            let next_due = if due.len() < want {
+                let mut after = claim.clone();
+                after.in_flight.extend(due.iter().map(|d| d.seq));
+                Some(next_due(c, &after)?)
+            } else {
+                None
+            };
             Ok(Claimed {
-                due: claim_due(c, &claim)?,
+                due,
                 blocked_until: None,
+                next_due,
             })
         })
         .await
@@ -216,30 +231,7 @@ impl Store for SqliteStore {
         let claim = claim.clone();
         // On the writer, like the claim before it: thousands of workers asking at
         // once would otherwise each open a reader connection.
-        self.write(move |c| {
-            // The first few in queue order: those in flight are skipped.
-            let sql = match claim.ordering {
-                Ordering::Fifo => format!(
-                    "SELECT seq, next_at FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE} ORDER BY seq LIMIT ?2"
-                ),
-                Ordering::Unordered => format!(
-                    "SELECT seq, next_at FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}
-                     ORDER BY next_at, seq LIMIT ?2"
-                ),
-            };
-            let rows: Vec<(i64, Millis)> = c
-                .prepare_cached(&sql)?
-                .query_map(params![claim.webhook, claim.in_flight.len() as i64 + 1], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows
-                .into_iter()
-                .find(|(seq, _)| !claim.in_flight.contains(seq))
-                .filter(|_| claim.ordering == Ordering::Unordered || claim.in_flight.is_empty())
-                .map(|(_, at)| at))
-        })
-        .await
+        self.write(move |c| next_due(c, &claim)).await
     }
 
     async fn save_render(
@@ -832,6 +824,34 @@ fn claim_due(c: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Due>> {
         }
     }
     Ok(out)
+}
+
+/// When the first live delivery of `claim`'s webhook that is not in flight
+/// falls due; for FIFO, only the head counts, and only when nothing is in
+/// flight.
+fn next_due(c: &Connection, claim: &Claim) -> rusqlite::Result<Option<Millis>> {
+    // The first few in queue order: those in flight are skipped.
+    let sql = match claim.ordering {
+        Ordering::Fifo => format!(
+            "SELECT seq, next_at FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE} ORDER BY seq LIMIT ?2"
+        ),
+        Ordering::Unordered => format!(
+            "SELECT seq, next_at FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}
+             ORDER BY next_at, seq LIMIT ?2"
+        ),
+    };
+    let rows: Vec<(i64, Millis)> = c
+        .prepare_cached(&sql)?
+        .query_map(
+            params![claim.webhook, claim.in_flight.len() as i64 + 1],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows
+        .into_iter()
+        .find(|(seq, _)| !claim.in_flight.contains(seq))
+        .filter(|_| claim.ordering == Ordering::Unordered || claim.in_flight.is_empty())
+        .map(|(_, at)| at))
 }
 
 fn cancel_live(c: &Connection, webhook: &str, reason: &str, now: Millis) -> rusqlite::Result<u64> {
