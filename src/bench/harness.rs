@@ -155,6 +155,11 @@ impl Running {
         })
     }
 
+    /// The folder holding its config.toml and plugins/.
+    pub(super) fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// The process weir runs in.
     pub(super) fn pid(&self) -> u32 {
         self.child.id().unwrap_or(0)

@@ -14,6 +14,7 @@ mod latency;
 mod load;
 mod log;
 mod throughput;
+mod tiered;
 
 use std::path::PathBuf;
 
@@ -81,7 +82,8 @@ pub struct BenchArgs {
     )]
     pub database_url: String,
     /// Only these scenarios (comma separated:
-    /// plugin,e2e,fanout,routing,inbound,latency,hostile,idle,overload,backlog,log).
+    /// plugin,e2e,fanout,routing,inbound,latency,hostile,idle,overload,backlog,log;
+    /// and `tiered`, only when named: landed -> in effect for each --foreign file).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -117,6 +119,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.store == "sqlite", "--store is sqlite or postgres");
     if wants("plugin") {
         throughput::plugin_call(&args)?;
+    }
+    if args.only.iter().any(|o| o == "tiered") {
+        tiered::tiered(&args).await?;
     }
     if wants("e2e") {
         throughput::end_to_end(&args, &template, true).await?;
