@@ -14,7 +14,8 @@ use wasmtime::component::{Component, Linker, ResourceType};
 use super::PluginKind;
 use super::bindings::FilterPre;
 use super::bindings::source::SourcePre;
-use super::host::{HostState, Tier};
+use super::engine::Tier;
+use super::state::HostState;
 
 /// The WIT package plugins must import from, if they import any of it.
 const PACKAGE: &str = "weir:plugin/";

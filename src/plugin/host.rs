@@ -16,18 +16,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::Semaphore;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Strategy,
-    Trap,
-};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::bindings::{self, Filter, Level};
+use super::bindings::{self, Level};
+use super::engine::{TICK, Tier, spawn_ticker};
 use super::pace::{INLINE_BUDGET, run_inline};
 use super::registry::{Loaded, Registry};
+use super::state::{DenyHttp, HostState, LogSink, MAX_LOG_LINE, MemoryLimit, Tags};
 use super::tier::TIER_THRESHOLD;
 use super::{CallContext, Change, Compiler, PluginError, PluginKind, PluginStatus, Verdict};
 use crate::config::{Config, PluginLimits};
@@ -35,19 +34,11 @@ use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::store::Rendered;
 
-/// How often the epoch advances; deadlines are counted in these ticks.
-const TICK: Duration = Duration::from_millis(2);
-/// Log lines a single call may emit before the rest are dropped.
-const MAX_LOG_LINES: usize = 20;
-const MAX_LOG_LINE: usize = 1024;
 /// Largest body a plugin may produce (and largest `data` of an event a
 /// source plugin makes).
 pub const MAX_BODY: usize = 4 << 20;
 /// Captured stdout/stderr per call.
 const MAX_STDIO: usize = 4096;
-/// Ceiling for memory the pool reserves per instance; the configured
-/// `memory_mb` is enforced below it by the store's limiter.
-const POOL_MAX_MEMORY: usize = 1 << 30;
 
 /// The plugin host and registry. Cheap to clone.
 #[derive(Clone)]
@@ -523,262 +514,3 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
     }
     format!("{}…", &s[..end])
 }
-
-/// An engine and its linker, for one compiler. The two tiers are alike in
-/// everything else, so a plugin behaves the same on either, only faster on
-/// Cranelift.
-#[derive(Clone)]
-pub(super) struct Tier {
-    pub(super) compiler: Compiler,
-    pub(super) engine: Engine,
-    pub(super) linker: Linker<HostState>,
-}
-
-impl Tier {
-    fn new(compiler: Compiler) -> anyhow::Result<Tier> {
-        let engine = engine(compiler)?;
-        let linker = linker(&engine)?;
-        Ok(Tier {
-            compiler,
-            engine,
-            linker,
-        })
-    }
-}
-
-/// What every plugin may import: WASI (nothing granted), `wasi:http` (every
-/// request refused) and weir's `host`.
-fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
-    let mut linker: Linker<HostState> = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
-    Filter::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-    // The source world's `host` is the filter world's, linked above.
-    bindings::source::weir::plugin::inbound::add_to_linker::<_, HasSelf<HostState>>(
-        &mut linker,
-        |s| s,
-    )?;
-    Ok(linker)
-}
-
-fn engine(compiler: Compiler) -> anyhow::Result<Engine> {
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(256)
-        .total_core_instances(2048)
-        .total_memories(1024)
-        .total_tables(1024)
-        .max_memory_size(POOL_MAX_MEMORY)
-        .table_elements(100_000)
-        .max_core_instances_per_component(64)
-        .max_memories_per_component(16)
-        .max_tables_per_component(64)
-        // Reset a slot without madvise where possible: a filter dirties few
-        // pages, and madvise costs page faults and TLB shootdowns per call.
-        // PAGEMAP_SCAN (Linux 6.7+) finds the dirty pages so only those are
-        // reset; elsewhere the kept-resident part is memset.
-        .linear_memory_keep_resident(2 << 20)
-        .table_keep_resident(64 << 10)
-        .pagemap_scan(wasmtime::Enabled::Auto);
-    let mut config = wasmtime::Config::new();
-    config
-        .strategy(match compiler {
-            Compiler::Cranelift => Strategy::Cranelift,
-            Compiler::Winch => Strategy::Winch,
-        })
-        .wasm_component_model(true)
-        // Winch honours epoch deadlines too (since wasmtime 29, whatever
-        // the `epoch_interruption` doc says); a test holds it to that.
-        .epoch_interruption(true)
-        // Plugins are called synchronously; the per-store async task
-        // machinery of the component model would be pure overhead.
-        .concurrency_support(false)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Ok(Engine::new(&config)?)
-}
-
-/// Advances the epoch of both tiers' engines (Winch's once it is made), so
-/// a deadline means the same on either.
-fn spawn_ticker(cranelift: Engine, winch: Arc<OnceLock<Tier>>, stop: Arc<AtomicBool>) {
-    std::thread::Builder::new()
-        .name("weir-plugin-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(TICK);
-                cranelift.increment_epoch();
-                if let Some(winch) = winch.get() {
-                    winch.engine.increment_epoch();
-                }
-            }
-        })
-        .expect("spawn epoch ticker");
-}
-
-/// Per-call store data.
-pub(super) struct HostState {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    hooks: DenyHttp,
-    table: ResourceTable,
-    memory: MemoryLimit,
-    log: LogSink,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for HostState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
-    }
-}
-
-/// Plugins may link `wasi:http` but never reach the network.
-struct DenyHttp;
-
-type Io = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
-
-impl WasiHttpHooks for DenyHttp {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Io,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Io,
-                )>,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
-
-/// Enforces `memory_mb` and remembers that it did.
-struct MemoryLimit {
-    max: usize,
-    exceeded: bool,
-}
-
-impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
-/// What a call's log lines are tagged with besides the plugin's name.
-pub(super) enum Tags {
-    /// A step of a webhook's chain, for one delivery of one event.
-    Filter {
-        webhook: String,
-        event: String,
-        delivery: String,
-    },
-    /// A source plugin mapping one request caught for `source`.
-    Source { source: String },
-}
-
-/// Emits a `tracing` event at a plugin's log [`Level`].
-macro_rules! at_level {
-    ($level:expr, $($arg:tt)+) => {
-        match $level {
-            Level::Debug => tracing::debug!($($arg)+),
-            Level::Info => tracing::info!($($arg)+),
-            Level::Warn => tracing::warn!($($arg)+),
-            Level::Error => tracing::error!($($arg)+),
-        }
-    };
-}
-
-/// `host.log` and captured stdio, tagged with ids and rate-limited.
-struct LogSink {
-    plugin: String,
-    tags: Tags,
-    lines: Vec<String>,
-    dropped: usize,
-}
-
-impl LogSink {
-    fn line(&mut self, level: Level, message: &str) {
-        if self.lines.len() >= MAX_LOG_LINES {
-            self.dropped += 1;
-            return;
-        }
-        let message = truncate(message, MAX_LOG_LINE);
-        let plugin = &self.plugin;
-        match &self.tags {
-            Tags::Filter {
-                webhook,
-                event,
-                delivery,
-            } => at_level!(level, plugin, webhook, event, delivery, "plugin: {message}"),
-            Tags::Source { source } => at_level!(level, plugin, source, "plugin: {message}"),
-        }
-        let tag = match level {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
-        self.lines.push(format!("{tag}: {message}"));
-    }
-
-    fn finish(&mut self) {
-        if self.dropped == 0 {
-            return;
-        }
-        let (plugin, dropped) = (&self.plugin, self.dropped);
-        let limit = MAX_LOG_LINES;
-        match &self.tags {
-            Tags::Filter { event, .. } => tracing::warn!(
-                plugin,
-                event,
-                dropped,
-                "plugin log lines dropped (limit {limit} per call)"
-            ),
-            Tags::Source { source } => tracing::warn!(
-                plugin,
-                source,
-                dropped,
-                "plugin log lines dropped (limit {limit} per call)"
-            ),
-        }
-    }
-}
-
-impl bindings::weir::plugin::host::Host for HostState {
-    fn log(&mut self, level: Level, message: String) {
-        self.log.line(level, &message);
-    }
-}
-
-impl bindings::weir::plugin::types::Host for HostState {}

@@ -14,10 +14,12 @@ mod bindings;
 mod breaker;
 mod compile;
 mod dry_run;
+mod engine;
 mod host;
 mod pace;
 mod registry;
 mod source;
+mod state;
 mod tier;
 
 use serde::Serialize;

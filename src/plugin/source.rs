@@ -7,8 +7,9 @@
 //! fails the whole call, so a request yields all of its events or none.
 
 use super::bindings::source as wit;
-use super::host::{HostState, Inner, MAX_BODY, Tags, truncate};
+use super::host::{Inner, MAX_BODY, truncate};
 use super::registry::Loaded;
+use super::state::{HostState, Tags};
 use super::{PluginError, Plugins};
 use crate::ingest::envelope::{self, MAX_BATCH};
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
 use super::compile::{Pre, compile};
-use super::host::Tier;
+use super::engine::Tier;
 use super::registry::Registry;
 
 /// Components of at least this many bytes load on Winch first when their
