@@ -26,7 +26,7 @@ use super::http;
 use super::schedule::{self, Next};
 use crate::config::{Ordering, Webhook};
 use crate::event::Millis;
-use crate::router;
+use crate::router::{self, Chain};
 use crate::store::{AfterAttempt, Claim, Due, Fresh, Render};
 
 /// Longest a worker sleeps without looking at the store again.
@@ -256,10 +256,10 @@ impl Worker {
 }
 
 /// Renders (if needed), sends and records one attempt.
-async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished {
+async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, mut due: Due) -> Finished {
     let seq = due.seq;
     let started = shared.clock.now();
-    let (rendered, fresh_log) = match due.rendered.clone() {
+    let (rendered, fresh) = match due.rendered.take() {
         Some(r) => (r, None),
         None => match router::render(
             &shared.plugins,
@@ -270,8 +270,12 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
         )
         .await
         {
-            (Render::Deliver(r), log) => (r, Some(log)),
-            (outcome, log) => {
+            Chain {
+                outcome: Render::Deliver(r),
+                log,
+                body_changed,
+            } => (r, Some((log, body_changed))),
+            Chain { outcome, log, .. } => {
                 let label = if matches!(outcome, Render::Held(_)) {
                     "held"
                 } else {
@@ -340,7 +344,7 @@ async fn attempt(shared: Arc<Shared>, hook: Arc<Webhook>, due: Due) -> Finished 
     debug!(status = ?out.attempt.status, error = ?out.attempt.error, ?after, "attempt done");
     let at = out.attempt.at;
     out.attempt.node = Some(shared.node.clone());
-    let fresh = fresh_log.map(|log| Fresh::new(&rendered, &due.event, log));
+    let fresh = fresh.map(|(log, changed)| Fresh::new(&rendered, changed, log));
     let recorded = shared
         .store
         .finish_attempt(seq, &hook.id, fresh, out.attempt, after)

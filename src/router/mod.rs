@@ -15,26 +15,48 @@ use crate::telemetry::{ChainSpan, Telemetry};
 
 pub use table::Table;
 
+/// What a webhook's plugin chain made of an event.
+pub struct Chain {
+    pub outcome: Render,
+    /// What the plugins logged on the way.
+    pub log: PluginLog,
+    /// Whether a plugin delivered a body other than the one it was given,
+    /// so the request's body is no longer the event's envelope.
+    pub body_changed: bool,
+}
+
 /// Runs `hook`'s plugin chain over `event`: each plugin sees the original
 /// event and the request the previous one produced; the first drop ends it.
-/// Returns the outcome and what the plugins logged on the way. With
-/// `telemetry`, a chain of plugins leaves a span, and each call one.
+/// With `telemetry`, a chain of plugins leaves a span, and each call one.
 pub async fn render(
     plugins: &Plugins,
     hook: &Webhook,
     event: &Event,
     delivery: &str,
     telemetry: Option<&Telemetry>,
-) -> (Render, PluginLog) {
-    let chain = telemetry
+) -> Chain {
+    let span = telemetry
         .filter(|_| !hook.plugins.is_empty())
         .map(|t| t.chain(event, &hook.id, delivery));
-    let mut log = PluginLog::default();
-    let outcome = run_chain(plugins, hook, event, delivery, chain.as_ref(), &mut log).await;
-    if let Some(chain) = chain {
-        chain.finish(&outcome);
+    let (mut log, mut body_changed) = (PluginLog::default(), false);
+    let outcome = run_chain(
+        plugins,
+        hook,
+        event,
+        delivery,
+        span.as_ref(),
+        &mut log,
+        &mut body_changed,
+    )
+    .await;
+    if let Some(span) = span {
+        span.finish(&outcome);
     }
-    (outcome, log)
+    Chain {
+        outcome,
+        log,
+        body_changed,
+    }
 }
 
 async fn run_chain(
@@ -42,8 +64,9 @@ async fn run_chain(
     hook: &Webhook,
     event: &Event,
     delivery: &str,
-    chain: Option<&ChainSpan<'_>>,
+    span: Option<&ChainSpan<'_>>,
     log: &mut PluginLog,
+    body_changed: &mut bool,
 ) -> Render {
     let snapshot = plugins.snapshot();
     let mut request = Rendered {
@@ -56,7 +79,7 @@ async fn run_chain(
             event: &event.id,
             delivery,
         };
-        let span = chain.map(|c| c.plugin(&step.name));
+        let call_span = span.map(|c| c.plugin(&step.name));
         let (result, lines) = plugins
             .call_capturing_logs(
                 &snapshot,
@@ -67,12 +90,15 @@ async fn run_chain(
                 &ctx,
             )
             .await;
-        if let Some(span) = span {
-            span.finish(&result, step.on_error);
+        if let Some(call_span) = call_span {
+            call_span.finish(&result, step.on_error);
         }
         log.extend(&step.name, lines);
         match result {
-            Ok(Verdict::Deliver(next)) => request = next,
+            Ok(Verdict::Deliver(next)) => {
+                *body_changed |= next.body != request.body;
+                request = next;
+            }
             Ok(Verdict::Drop(reason)) => {
                 return Render::Filtered(format!("{}: {reason}", step.name));
             }

@@ -222,7 +222,7 @@ impl PluginLog {
 
 /// A stored render (`body`, `headers` as JSON) read back; `None` until the
 /// chain ran. The chain's headers are stored whenever it ran; its body only
-/// when it differs from `event`'s envelope (see [`Fresh::new`]), so a `NULL`
+/// when a plugin changed it from `event`'s envelope (see [`Fresh::new`]), so a `NULL`
 /// body beside stored headers is the envelope, unchanged.
 pub(crate) fn stored_render(
     body: Option<String>,
@@ -252,9 +252,10 @@ pub struct Fresh {
 }
 
 impl Fresh {
-    /// What to keep of `rendered`, the chain's request for `event`.
-    pub fn new(rendered: &Rendered, event: &Event, log: PluginLog) -> Fresh {
-        let body = (rendered.body != event.envelope_json()).then(|| rendered.body.clone());
+    /// What to keep of `rendered`, the chain's request; `body_changed`
+    /// says whether its body is still the event's envelope.
+    pub fn new(rendered: &Rendered, body_changed: bool, log: PluginLog) -> Fresh {
+        let body = body_changed.then(|| rendered.body.clone());
         Fresh {
             body,
             headers: serde_json::to_string(&rendered.headers).expect("headers serialise"),
@@ -283,6 +284,16 @@ pub struct Claim {
     /// At most this many now (a rate-limited worker takes one at a time, so
     /// it never holds deliveries another node could send).
     pub batch: usize,
+}
+
+impl Claim {
+    /// How many this claim may take: its batch, within what `max_in_flight`
+    /// leaves beside this worker's own in flight.
+    pub fn wanted(&self) -> usize {
+        self.max_in_flight
+            .saturating_sub(self.in_flight.len())
+            .min(self.batch)
+    }
 }
 
 /// What a claim got.
@@ -695,7 +706,7 @@ mod tests {
                 body: event.envelope_json(),
                 headers: vec![("x-a".into(), "1".into())],
             },
-            &event,
+            false,
             PluginLog::default(),
         );
         assert_eq!(kept.body, None);

@@ -207,11 +207,7 @@ impl Store for SqliteStore {
             let due = claim_due(c, &claim)?;
             // Fewer than wanted: the queue is drained for now, so say when
             // it is next due (counting what was just claimed as in flight).
-            let want = claim
-                .max_in_flight
-                .saturating_sub(claim.in_flight.len())
-                .min(claim.batch);
-            let next_due = if due.len() < want {
+            let next_due = if due.len() < claim.wanted() {
                 let mut after = claim.clone();
                 after.in_flight.extend(due.iter().map(|d| d.seq));
                 Some(next_due(c, &after)?)
@@ -789,10 +785,7 @@ fn driving(c: &Connection, f: &DeliveryFilter) -> rusqlite::Result<Vec<&'static 
 fn claim_due(c: &Connection, claim: &Claim) -> rusqlite::Result<Vec<Due>> {
     let fifo = claim.ordering == Ordering::Fifo;
     let skip = &claim.in_flight;
-    let limit = claim
-        .max_in_flight
-        .saturating_sub(skip.len())
-        .min(claim.batch);
+    let limit = claim.wanted();
     let sql = if fifo {
         format!(
             "SELECT seq, next_at <= ?2 FROM deliveries WHERE webhook_id = ?1 AND state IN {LIVE}
