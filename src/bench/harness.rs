@@ -78,7 +78,8 @@ impl Sink {
 pub(super) struct Running {
     pub(super) url: String,
     child: tokio::process::Child,
-    pub(super) _dir: tempfile::TempDir,
+    /// Holds config.toml, plugins/ and the data dir; removed on drop.
+    dir: tempfile::TempDir,
 }
 
 impl Running {
@@ -151,13 +152,13 @@ impl Running {
         Ok(Running {
             url: format!("http://{addr}"),
             child,
-            _dir: dir,
+            dir,
         })
     }
 
     /// The folder holding its config.toml and plugins/.
     pub(super) fn dir(&self) -> &std::path::Path {
-        self._dir.path()
+        self.dir.path()
     }
 
     /// The process weir runs in.

@@ -239,29 +239,7 @@ impl Plugins {
             return (Err(benched), Vec::new());
         }
         let started = Instant::now();
-        let inline = if loaded.pace.inline() {
-            let timeout = self.inner.limits.lock().expect("limits").timeout;
-            match run_inline(|| job(&self.inner, &loaded, Some(INLINE_BUDGET))) {
-                // Over the budget, not over its deadline, or a WASI call that
-                // needs a blocking thread: run it again where it may.
-                Some((Err(PluginError::Timeout(_)), _)) if INLINE_BUDGET < timeout => {
-                    loaded.pace.to_blocking();
-                    None
-                }
-                None => {
-                    loaded.pace.to_blocking();
-                    None
-                }
-                Some(out @ (Err(PluginError::Memory(_)), _)) => {
-                    loaded.pace.to_blocking();
-                    Some(out)
-                }
-                Some(out) => Some(out),
-            }
-        } else {
-            None
-        };
-        let out = match inline {
+        let out = match self.try_inline(&loaded, &job) {
             Some(out) => out,
             None => {
                 let _permit = self
@@ -295,6 +273,32 @@ impl Plugins {
         };
         m.plugin_calls.with_label_values(&[name, result]).inc();
         out
+    }
+
+    /// Makes the call here, under [`INLINE_BUDGET`], if `loaded` runs
+    /// inline; `None` when it must be made on a blocking thread instead: it
+    /// does not run inline, or this call overran the budget (not its own
+    /// deadline) or made a WASI call that blocks. Those, and a call that ran
+    /// out of memory, send the version to blocking threads from now on.
+    fn try_inline<R>(
+        &self,
+        loaded: &Loaded,
+        job: &impl Fn(&Inner, &Loaded, Option<Duration>) -> (Result<R, PluginError>, Vec<String>),
+    ) -> Option<(Result<R, PluginError>, Vec<String>)> {
+        if !loaded.pace.inline() {
+            return None;
+        }
+        let timeout = self.inner.limits.lock().expect("limits").timeout;
+        let out = run_inline(|| job(&self.inner, loaded, Some(INLINE_BUDGET)));
+        let finished = match &out {
+            None => false,
+            Some((Err(PluginError::Timeout(_)), _)) => INLINE_BUDGET >= timeout,
+            Some(_) => true,
+        };
+        if !finished || matches!(out, Some((Err(PluginError::Memory(_)), _))) {
+            loaded.pace.to_blocking();
+        }
+        out.filter(|_| finished)
     }
 
     /// The version of filter plugin `name` serving now, outside any

@@ -220,8 +220,8 @@ mod tests {
         ))
     }
 
-    /// The `x-plugin-version` the `versioned` plugin serving now adds.
-    fn version(plugins: &Plugins) -> String {
+    /// An event and a request to call a test plugin with.
+    fn probe() -> (Event, Rendered) {
         let event = Event {
             id: "e1".into(),
             event_type: "x.y".into(),
@@ -233,6 +233,12 @@ mod tests {
             body: "{}".into(),
             headers: Vec::new(),
         };
+        (event, request)
+    }
+
+    /// The `x-plugin-version` the `versioned` plugin serving now adds.
+    fn version(plugins: &Plugins) -> String {
+        let (event, request) = probe();
         match plugins.call_blocking("versioned", &event, &request, "{}") {
             Ok(Verdict::Deliver(r)) => r.headers[0].1.clone(),
             other => panic!("versioned should deliver, got {other:?}"),
@@ -383,17 +389,7 @@ mod tests {
             plugins.load_file(&path).unwrap();
             assert_eq!(engine_of(&plugins, name), Compiler::Winch);
         }
-        let event = Event {
-            id: "e1".into(),
-            event_type: "x.y".into(),
-            owner_id: None,
-            data: "{}".into(),
-            occurred_at: "2026-01-01T00:00:00Z".into(),
-        };
-        let request = Rendered {
-            body: "{}".into(),
-            headers: Vec::new(),
-        };
+        let (event, request) = probe();
         let call = |name| plugins.call_blocking(name, &event, &request, "{}");
         assert_eq!(call("spin_forever"), Err(PluginError::Timeout(200)));
         assert_eq!(call("memory_bomb"), Err(PluginError::Memory(32)));

@@ -12,9 +12,10 @@ use tokio_postgres::Row;
 use std::time::Duration;
 
 use super::LIVE;
+use super::render_of;
 use crate::config::Ordering;
 use crate::event::{Event, Millis};
-use crate::store::{Claim, Claimed, Due, StoreError, stored_render};
+use crate::store::{Claim, Claimed, Due, StoreError};
 
 /// How soon to look again when another node holds what this one would send.
 const BUSY_ELSEWHERE_MS: i64 = 1_000;
@@ -277,12 +278,6 @@ pub async fn next_due_at(
 }
 
 fn due_from_row(row: &Row) -> Result<Due, StoreError> {
-    let body: Option<Vec<u8>> = row.get("body");
-    let body = body
-        .map(String::from_utf8)
-        .transpose()
-        .map_err(|_| StoreError::Corrupt("a rendered body is not UTF-8".into()))?;
-    let headers: Option<String> = row.get("headers");
     let event = Event {
         id: row.get("event_id"),
         event_type: row.get("type"),
@@ -294,7 +289,7 @@ fn due_from_row(row: &Row) -> Result<Due, StoreError> {
         seq: row.get("seq"),
         id: row.get("id"),
         webhook_id: row.get("webhook_id"),
-        rendered: stored_render(body, headers.as_deref(), &event)?,
+        rendered: render_of(row, &event)?,
         event,
         failures: row.get::<_, i32>("failures") as u32,
         attempts: row.get::<_, i32>("attempts") as u32,

@@ -11,7 +11,7 @@ use crate::store::query::{self, Arg};
 use crate::store::{
     AfterAttempt, Attempt, AttemptPoint, DeliveryFilter, DeliveryRecord, DeliveryState, Fresh,
     PluginLog, ReplayFilter, ReplayRefused, StoreError, StoredDelivery, StoredSecret,
-    StoredWebhook, WebhookConflict, WebhookHealth, log_text, stored_render,
+    StoredWebhook, WebhookConflict, WebhookHealth, log_text,
 };
 use crate::token::{Scope, TokenRecord};
 
@@ -252,12 +252,7 @@ pub async fn delivery(
         data: row.get("data"),
         occurred_at: row.get("occurred_at"),
     };
-    let body: Option<Vec<u8>> = row.get("body");
-    let body = body
-        .map(String::from_utf8)
-        .transpose()
-        .map_err(|_| StoreError::Corrupt("a rendered body is not UTF-8".into()))?;
-    let headers: Option<String> = row.get("headers");
+    let rendered = super::render_of(&row, &event)?;
     let log: Option<String> = row.get("plugin_log");
     let stmt = c
         .prepare_cached(
@@ -279,7 +274,7 @@ pub async fn delivery(
         })
         .collect();
     Ok(Some(StoredDelivery {
-        rendered: stored_render(body, headers.as_deref(), &event)?,
+        rendered,
         record,
         attempts,
         event,

@@ -143,6 +143,18 @@ impl PgStore {
     }
 }
 
+/// A delivery row's stored render (its `body` and `headers` columns) for
+/// `event`; see [`stored_render`].
+fn render_of(row: &tokio_postgres::Row, event: &Event) -> Result<Option<Rendered>, StoreError> {
+    let body: Option<Vec<u8>> = row.get("body");
+    let body = body
+        .map(String::from_utf8)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt("a rendered body is not UTF-8".into()))?;
+    let headers: Option<String> = row.get("headers");
+    stored_render(body, headers.as_deref(), event)
+}
+
 fn pool(opts: &Options) -> Result<Pool, StoreError> {
     let mut pg = tokio_postgres::Config::from_str(opts.url.expose())
         .map_err(|e| StoreError::Open(format!("{}: {e}", opts.url)))?;
