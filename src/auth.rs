@@ -98,16 +98,29 @@ impl Principal {
 
 /// The API tokens, kept in memory by hash (the store is the truth; this is
 /// loaded at start and updated on every create and revoke).
+///
+/// A writer holds [`Tokens::writing`] from its store write to its
+/// [`Tokens::put`], and a re-read from its store read to its
+/// [`Tokens::replace`]: otherwise a re-read that read the store just before
+/// a token was created would replace the cache just after, and the new
+/// token would be unknown until the next re-read.
 #[derive(Default)]
 pub struct Tokens {
     by_hash: RwLock<HashMap<[u8; 32], TokenRecord>>,
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Tokens {
     pub fn load(list: Vec<TokenRecord>) -> Tokens {
         Tokens {
             by_hash: RwLock::new(list.into_iter().map(|t| (t.hash, t)).collect()),
+            writes: Default::default(),
         }
+    }
+
+    /// Held across a store write or read and the cache update that follows.
+    pub async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
     }
 
     /// Replaces every record (another node changed the store).

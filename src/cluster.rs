@@ -59,9 +59,12 @@ async fn resync(app: &App, wake_all: bool) {
             Err(e) => warn!(error = %e, "cannot re-read the sources"),
         }
     }
-    match app.store.tokens().await {
-        Ok(list) => app.tokens.replace(list),
-        Err(e) => warn!(error = %e, "cannot re-read the tokens"),
+    {
+        let _writing = app.tokens.writing().await;
+        match app.store.tokens().await {
+            Ok(list) => app.tokens.replace(list),
+            Err(e) => warn!(error = %e, "cannot re-read the tokens"),
+        }
     }
     if let Err(e) = app.deliverer.load_disabled().await {
         warn!(error = %e, "cannot re-read disabled webhooks");

@@ -53,6 +53,25 @@ both_stores! {
         rows.iter().map(|d| d[key].as_str().unwrap().to_owned()).collect()
     }
 
+    /// A token answers the moment it is created, even while the node
+    /// re-reads the catalog because webhooks change (on PostgreSQL each
+    /// change notifies every node, this one included, and a re-read that
+    /// read the tokens just before a new one was stored used to drop it from
+    /// the cache for up to ten seconds).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_answers_at_once_while_the_catalog_is_re_read() {
+        let weir = Weir::start_with(&with_tokens(""), &[]).await;
+        for i in 0..40 {
+            let hook = json!({"id": format!("w{i}"), "url": "https://example.com/h"});
+            let (status, answer) = weir.post("/v1/webhooks", Some(hook)).await;
+            assert_eq!(status, 201, "{answer}");
+            let token = weir.token(None, &["webhooks:read"]).await;
+            let (status, answer) = weir.call(Method::GET, "/v1/whoami", Some(&token), None).await;
+            assert_eq!(status, 200, "token {i}: {answer}");
+        }
+        weir.stop().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn whoami_names_the_token_and_a_refused_token_is_told_why() {
         let clock = Arc::new(ManualClock::default());

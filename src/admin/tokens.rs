@@ -59,6 +59,7 @@ pub async fn create(
     scopes.sort();
     scopes.dedup();
     let (text, record) = token::issue(req.owner, scopes, description, now, expires_at);
+    let _writing = app.tokens.writing().await;
     app.store.put_token(record.clone()).await?;
     app.tokens.put(record.clone());
     Ok((
@@ -97,6 +98,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Json<TokenView>, ApiError> {
     p.require(Scope::Admin)?;
+    let _writing = app.tokens.writing().await;
     let record = app
         .store
         .revoke_token(&id, app.clock.now())
